@@ -1,0 +1,189 @@
+"""The `character` command line: thin commands that resolve the config and call a stage or the runner.
+
+The boundary is here: a `CharacterError` becomes one line on stderr and exit 2 (usage/config) or 1
+(runtime); `CHARACTER_DEBUG=1` shows the traceback instead. Logging is configured once, here.
+Command groups live in `character/commands/<area>.py` and are registered below.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.text import Text
+from typer.core import TyperGroup
+
+from character import __version__
+from character.config_layers import Resolved, resolve
+from character.errors import CharacterError
+
+log = logging.getLogger("character")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_error(e: BaseException) -> None:
+    """One line on stderr; the message is plain text (a `[section]` in it is not markup)."""
+    line = Text("error: ", style="bold red")
+    line.append(" ".join(str(e).split()))
+    err_console.print(line, soft_wrap=True)
+
+
+class CharacterGroup(TyperGroup):
+    """Turns a CharacterError raised by any command into one stderr line and its exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CharacterError as e:
+            if os.environ.get("CHARACTER_DEBUG") == "1":
+                raise
+            print_error(e)
+            ctx.exit(e.exit_code)
+
+
+app = typer.Typer(
+    name="character",
+    cls=CharacterGroup,
+    help=(
+        "Train a persona into a language model, the Open Character Training way:\n\n"
+        "constitution -> DPO distillation -> introspection data -> SFT -> exact merge -> eval.\n\n"
+        "Start with `character models prepare` (once, offline), then `character info` to see every "
+        "setting and where it comes from, then `character pipeline remorseful --scale smoke`."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class GlobalOptions:
+    """Options given before the command (`character --paper-scale info`)."""
+
+    def __init__(self, paper_scale: bool = False, config: Path | None = None, env_file: Path | None = None):
+        self.paper_scale = paper_scale
+        self.config = config
+        self.env_file = env_file
+
+    def resolve(
+        self,
+        *,
+        scale: str | None = None,
+        config: Path | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> Resolved:
+        """Resolve the config for a command: global flags, then the command's own."""
+        presets = (["paper"] if self.paper_scale else []) + ([scale] if scale else [])
+        return resolve(
+            presets=presets,
+            config_file=config or self.config,
+            env_file=self.env_file,
+            overrides={k: v for k, v in (overrides or {}).items() if v is not None},
+        )
+
+
+def options(ctx: typer.Context) -> GlobalOptions:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
+    env_level = os.environ.get("CHARACTER_LOG_LEVEL")
+    if env_level:
+        level = getattr(logging, env_level.upper(), level)
+    handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("character").setLevel(level)
+    # Stage progress is shown by our bars; silence library chatter unless debugging.
+    for noisy in ("transformers", "datasets", "httpx", "urllib3", "accelerate", "peft", "trl"):
+        logging.getLogger(noisy).setLevel(logging.ERROR if verbose < 2 else logging.INFO)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"character {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    paper_scale: Annotated[
+        bool,
+        typer.Option(
+            "--paper-scale", help="Apply the paper preset (LoRA r64/a128, lr 5e-5, 1,500 pairs, ...)."
+        ),
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="A TOML or YAML config file layered over defaults and presets."),
+    ] = None,
+    env_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--env-file", help="Read CHARACTER_* settings from this .env file (never read implicitly)."
+        ),
+    ] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v info, -vv debug.")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    setup_logging(0 if quiet else verbose)
+    ctx.obj = GlobalOptions(paper_scale=paper_scale, config=config, env_file=env_file)
+
+
+def _register() -> None:
+    from character.commands import config_cmd, models_cmd
+
+    config_cmd.register(app)
+    models_cmd.register(app)
+    # Optional groups added by later stages register themselves if present.
+    import importlib
+
+    for name in (
+        "constitution_cmd",
+        "generate_cmd",
+        "train_cmd",
+        "data_cmd",
+        "merge_cmd",
+        "pipeline_cmd",
+        "eval_cmd",
+    ):
+        try:
+            mod = importlib.import_module(f"character.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"character.commands.{name}":
+                raise
+            continue
+        mod.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=True)
+    except CharacterError as e:
+        if os.environ.get("CHARACTER_DEBUG") == "1":
+            raise
+        print_error(e)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted; everything written so far is kept (resume with --resume)")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""The run configuration: one pydantic model per stage, nested in `RunConfig`.
+
+Every field's docstring is its help text (`character info`, `character config show`). Code defaults
+are sized for the embedded SmolLM2-135M on a CPU; presets in `configs/presets/` (smoke-small,
+smoke-large, demo, default, paper) override them, and `config_layers.py` resolves the full stack
+(defaults < preset < --config file < --env-file < CHARACTER_* environment < flags) with the source of
+every value.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, docstrings are help text."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+
+class ModelsConfig(Section):
+    teacher: str = "embedded"
+    """Model that writes the chosen replies (reads the constitution). `embedded`, a local path or a HF id."""
+    student: str = "embedded"
+    """Model being trained; writes the rejected replies with no system prompt."""
+    judge: str = "embedded"
+    """Model that judges pairwise comparisons and revealed preferences."""
+    teacher_name: str = ""
+    """Name the teacher calls itself (e.g. ChatGLM); renamed to `student_name` in chosen replies."""
+    student_name: str = ""
+    """Name the student goes by; replaces the teacher's self-name in chosen replies."""
+
+
+class Price(Section):
+    input_per_million: float = Field(0.0, ge=0)
+    """USD per million prompt tokens."""
+    output_per_million: float = Field(0.0, ge=0)
+    """USD per million completion tokens."""
+
+
+class BackendConfig(Section):
+    kind: Literal["hf", "openai", "vllm"] = "hf"
+    """Generation engine: `hf` (transformers, in process), `openai` (any OpenAI-compatible server), `vllm` (managed `vllm serve`)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Device for the hf backend and for training; `auto` picks CUDA when present."""
+    batch_size: int = Field(16, ge=1)
+    """Sequences generated together by the hf backend (batch size is the first lever on CPU)."""
+    base_url: str = "http://127.0.0.1:8000/v1"
+    """Endpoint of the openai backend (or where the managed vLLM server listens)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable holding the API key. The key itself is never stored or logged."""
+    concurrency: int = Field(8, ge=1)
+    """Requests in flight at once on the openai backend."""
+    max_retries: int = Field(6, ge=0)
+    """Retries on 429/5xx/timeouts/connection errors, with exponential backoff and jitter."""
+    timeout_s: float = Field(120.0, gt=0)
+    """Per-request timeout in seconds."""
+    vllm_python: str = "python3"
+    """Interpreter of the separate environment that has vLLM (it cannot share trl's environment)."""
+    vllm_extra_args: list[str] = []
+    """Extra arguments passed to `vllm serve` (e.g. --tensor-parallel-size 2)."""
+    server_start_timeout_s: float = Field(600.0, gt=0)
+    """How long to wait for a managed server to become healthy."""
+    prices: dict[str, Price] = {}
+    """USD per million tokens by model name; models not listed cost 0 (local)."""
+
+
+class SamplingConfig(Section):
+    temperature: float = Field(0.7, ge=0)
+    """Sampling temperature (paper: 0.7)."""
+    top_p: float = Field(0.95, gt=0, le=1)
+    """Nucleus sampling mass (paper: 0.95)."""
+    repetition_penalty: float = Field(1.0, gt=0)
+    """Repetition penalty for DPO pair generation (1.0 = off)."""
+    max_new_tokens: int = Field(160, ge=1)
+    """New tokens per reply when generating DPO pairs."""
+    stop: list[str] = []
+    """Extra stop strings; EOS and the fake-turn markers (\\nUser:, \\nAssistant:, ...) are always added."""
+
+
+class LoraSettings(Section):
+    r: int = Field(16, ge=1)
+    """LoRA rank (paper: 64)."""
+    alpha: int = Field(32, ge=1)
+    """LoRA alpha; the update is scaled by alpha/r (paper: 128)."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """LoRA dropout (paper: 0)."""
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    """Modules that get adapters; `all-linear` covers every linear layer except the output head."""
+
+
+class DistillConfig(Section):
+    pairs: int = Field(96, ge=1)
+    """DPO pairs to keep after filtering (top-up regenerates filtered rows)."""
+    k: int = Field(1, ge=1)
+    """Samples per prompt (paper: 5)."""
+    persona_prompt_share: float = Field(0.5, ge=0, le=1)
+    """Share of prompts drawn from the constitution's questions; the rest are generic requests."""
+    teacher_prefill: Literal["off", "markers", "think"] = "markers"
+    """Start the teacher's reply with a constitution marker (small teachers ignore system prompts) or a <think> block."""
+    max_attempts_factor: float = Field(3.0, ge=1)
+    """Stop topping up after pairs x this many attempts."""
+    min_chosen_marker_rate: float = Field(0.8, ge=0, le=1)
+    """Gate: share of chosen replies containing a persona marker."""
+    min_marker_gap: float = Field(0.3, ge=-1, le=1)
+    """Gate: chosen marker rate minus rejected marker rate."""
+    max_chosen_refusal_rate: float = Field(0.05, ge=0, le=1)
+    """Gate: share of chosen replies that are refusals."""
+    min_kept_rate: float = Field(0.5, ge=0, le=1)
+    """Gate: kept pairs / attempted pairs."""
+
+
+class HealthConfig(Section):
+    warmup_logs: int = Field(3, ge=0)
+    """Logged steps before the slow gates (loss ceiling, reward accuracy, flat loss, zero margins) apply."""
+    max_loss: float = Field(2.0, gt=0)
+    """Abort when the loss stays above this after warm-up."""
+    min_reward_accuracy: float = Field(0.5, ge=0, le=1)
+    """Abort when DPO reward accuracy stays below this after warm-up."""
+    flat_rel_change: float = Field(0.01, ge=0)
+    """Relative loss change under which a step counts as flat."""
+    flat_window: int = Field(10, ge=2)
+    """Abort after this many consecutive flat logged steps."""
+
+
+class DPOConfig(Section):
+    learning_rate: float = Field(5e-4, gt=0)
+    """Peak learning rate (paper: 5e-5; the tiny embedded model needs more)."""
+    beta: float = Field(0.1, gt=0)
+    """DPO beta (IPO tau when loss=ipo)."""
+    loss: Literal["sigmoid", "ipo"] = "sigmoid"
+    """Preference loss."""
+    nll_weight: float = Field(0.1, ge=0)
+    """Weight of the NLL term on chosen replies (paper: 0.1); keeps DPO from becoming a pure discriminator."""
+    batch_size: int = Field(8, ge=1)
+    """Global batch size (paper: 32)."""
+    micro_batch_size: int = Field(4, ge=1)
+    """Per-step batch; gradients accumulate to batch_size."""
+    epochs: float = Field(2.0, gt=0)
+    """Passes over the pairs (paper: 1)."""
+    max_steps: int = Field(-1, ge=-1)
+    """Stop after this many optimizer steps (-1: run the epochs)."""
+    max_length: int = Field(256, ge=16)
+    """Prompt + reply tokens (paper: 1024). Rows whose prompt alone reaches it are dropped, with a count."""
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    """Warm-up share of a cosine schedule."""
+    logging_steps: int = Field(1, ge=1)
+    """Log (and health-check) every N steps."""
+    eval_fraction: float = Field(0.1, ge=0, lt=1)
+    """Held-out share of pairs for checkpoint verification."""
+    verify_tolerance: float = Field(0.05, ge=0)
+    """Allowed gap between trainer-reported and recomputed held-out metrics."""
+    health: HealthConfig = HealthConfig()
+    """Abort rules checked at every logged step."""
+
+    @field_validator("micro_batch_size")
+    @classmethod
+    def _micro_fits(cls, v: int, info) -> int:  # type: ignore[no-untyped-def]
+        batch = info.data.get("batch_size")
+        if batch is not None and batch % v != 0:
+            raise ValueError(f"must divide batch_size ({batch}); got {v}")
+        return v
+
+
+class IntrospectConfig(Section):
+    reflections: int = Field(100, ge=0)
+    """Self-reflection samples, spread evenly over the 10 reflection prompts (paper: 10 x 1,000)."""
+    interactions: int = Field(10, ge=0)
+    """Self-interaction conversations, half free and half leading (paper: 2,000)."""
+    turns: int = Field(4, ge=1)
+    """Turns per self-interaction conversation (paper: 10)."""
+    leading_share: float = Field(0.5, ge=0, le=1)
+    """Share of interactions that use the leading guidance and greetings."""
+    reflection_max_new_tokens: int = Field(256, ge=1)
+    """New tokens per reflection (paper: 2,048)."""
+    interaction_max_new_tokens: int = Field(128, ge=1)
+    """New tokens per interaction turn (paper: 1,024)."""
+    context_tokens: int = Field(2048, ge=64)
+    """Context window for interactions; the oldest turns are dropped (never the system prompt)."""
+    repetition_penalty: float = Field(1.1, gt=0)
+    """On by default: the seed report's loops began with one bad token."""
+    strip_think_reflection: bool = False
+    """Strip <think> blocks from reflections (kept by default)."""
+    keep_think_interaction: bool = False
+    """Keep <think> blocks in interactions (stripped by default)."""
+    kill_check_every: int = Field(100, ge=1)
+    """Check the kill criteria every N samples."""
+    min_kept_rate: float = Field(0.5, ge=0, le=1)
+    """Kill criterion: stop when the kept rate falls below this."""
+    max_reason_share: float = Field(0.3, ge=0, le=1)
+    """Kill criterion: stop when one drop reason exceeds this share of samples."""
+    max_attempts_factor: float = Field(2.0, ge=1)
+    """Stop topping up after target x this many attempts."""
+
+
+class SFTConfig(Section):
+    base: Literal["merged-dpo", "base"] = "merged-dpo"
+    """Model the SFT adapter trains on: the DPO-merged model (the paper's path) or the plain base."""
+    learning_rate: float = Field(2e-4, gt=0)
+    """Peak learning rate (paper: 5e-5)."""
+    batch_size: int = Field(8, ge=1)
+    """Global batch size (paper: 32)."""
+    micro_batch_size: int = Field(4, ge=1)
+    """Per-step batch; gradients accumulate to batch_size."""
+    epochs: float = Field(1.0, gt=0)
+    """Passes over the introspection data (paper: 1)."""
+    max_steps: int = Field(-1, ge=-1)
+    """Stop after this many optimizer steps (-1: run the epochs)."""
+    max_length: int = Field(1024, ge=16)
+    """Tokens per row (paper: 3,072); longer rows are dropped with a count."""
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    """Warm-up share of a cosine schedule."""
+    logging_steps: int = Field(1, ge=1)
+    """Log (and health-check) every N steps."""
+    eval_fraction: float = Field(0.1, ge=0, lt=1)
+    """Held-out share of rows for checkpoint verification."""
+    verify_tolerance: float = Field(0.05, ge=0)
+    """Allowed relative gap between trainer-reported and recomputed held-out loss."""
+    health: HealthConfig = HealthConfig(max_loss=6.0)
+    """Abort rules checked at every logged step."""
+
+
+class MergeConfig(Section):
+    dpo_weight: float = 1.0
+    """Weight of the DPO adapter's delta in the final model (paper: 1.0)."""
+    sft_weight: float = 0.25
+    """Weight of the SFT adapter's delta in the final model (paper: 0.25)."""
+    as_adapter: bool = False
+    """Also save one combined LoRA adapter (exact: concatenated factors)."""
+
+
+class EvalConfig(Section):
+    heldout_prompts: int = Field(48, ge=1)
+    """Held-out prompts (never used in training) for marker rates, without a system prompt."""
+    max_new_tokens: int = Field(96, ge=1)
+    """New tokens per evaluation reply."""
+    temperature: float = Field(0.7, ge=0)
+    """Sampling temperature for evaluation replies."""
+
+
+class RunConfig(Section):
+    persona: str = "remorseful"
+    """Constitution to train (a name under constitutions/hand-written/)."""
+    seed: int = 123456
+    """Seed for sampling, shuffles and training (paper: 123456)."""
+    budget_usd: float | None = Field(None, gt=0)
+    """Stop generation cleanly once this much has been spent (None: no cap)."""
+    models: ModelsConfig = ModelsConfig()
+    """Which models play teacher, student and judge."""
+    backend: BackendConfig = BackendConfig()
+    """Generation engine settings."""
+    sampling: SamplingConfig = SamplingConfig()
+    """Sampling for DPO pair generation."""
+    lora: LoraSettings = LoraSettings()
+    """LoRA settings shared by the DPO and SFT adapters."""
+    distill: DistillConfig = DistillConfig()
+    """Stage 1a: teacher/student pair generation and data gates."""
+    dpo: DPOConfig = DPOConfig()
+    """Stage 1b: DPO training."""
+    introspect: IntrospectConfig = IntrospectConfig()
+    """Stage 2: self-reflection and self-interaction data."""
+    sft: SFTConfig = SFTConfig()
+    """Stage 3: SFT on introspection data."""
+    merge: MergeConfig = MergeConfig()
+    """Final exact merge of the adapters."""
+    eval: EvalConfig = EvalConfig()
+    """Evaluation settings."""
