@@ -144,13 +144,11 @@ def root(
 
 
 def _register() -> None:
-    from character.commands import config_cmd, models_cmd
+    from character.commands import config_cmd, import_optional, models_cmd
 
     config_cmd.register(app)
     models_cmd.register(app)
-    # Optional groups added by later stages register themselves if present.
-    import importlib
-
+    # Areas register themselves when their module exists, so each lands independently.
     for name in (
         "constitution_cmd",
         "generate_cmd",
@@ -160,13 +158,9 @@ def _register() -> None:
         "pipeline_cmd",
         "eval_cmd",
     ):
-        try:
-            mod = importlib.import_module(f"character.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"character.commands.{name}":
-                raise
-            continue
-        mod.register(app)
+        mod = import_optional(name)
+        if mod is not None:
+            mod.register(app)
 
 
 _register()

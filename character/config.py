@@ -243,6 +243,8 @@ class EvalConfig(Section):
 class RunConfig(Section):
     persona: str = "remorseful"
     """Constitution to train (a name under constitutions/hand-written/)."""
+    name_suffix: str = Field("", pattern=r"^[a-z0-9_-]*$")
+    """Suffix for checkpoint names: `{persona}[_{suffix}]_{stage}` (e.g. 25pct)."""
     seed: int = 123456
     """Seed for sampling, shuffles and training (paper: 123456)."""
     budget_usd: float | None = Field(None, gt=0)
