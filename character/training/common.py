@@ -55,7 +55,8 @@ def base_training_kwargs(
         "num_train_epochs": epochs,
         "max_steps": max_steps,
         "lr_scheduler_type": "cosine",
-        "warmup_ratio": warmup_ratio,
+        # transformers 5 folds warmup_ratio into warmup_steps: a float in [0, 1) is a ratio.
+        "warmup_steps": float(warmup_ratio) if warmup_ratio < 1 else int(warmup_ratio),
         "logging_steps": logging_steps,
         # Without this a NaN step loss is logged as the running average and looks healthy.
         "logging_nan_inf_filter": False,
