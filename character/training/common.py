@@ -64,7 +64,7 @@ def base_training_kwargs(
         "report_to": "none",
         "seed": seed,
         "data_seed": seed,
-        "gradient_checkpointing": False,
+        "activation_checkpointing": False,  # was gradient_checkpointing (renamed in transformers 5)
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
         **precision_kwargs(device_pref),
