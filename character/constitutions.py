@@ -41,6 +41,8 @@ class Constitution(BaseModel):
     traits: list[Trait] = Field(min_length=1)
     markers: list[str] = []
     opposites: list[str] = []
+    cues: list[str] = []
+    """Optional extra persona cues appended to some generic prompts (only this persona gets them)."""
 
     @field_validator("name")
     @classmethod
