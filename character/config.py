@@ -170,7 +170,7 @@ class IntrospectConfig(Section):
     interactions: int = Field(10, ge=0)
     """Self-interaction conversations, half free and half leading (paper: 2,000)."""
     turns: int = Field(4, ge=1)
-    """Turns per self-interaction conversation (paper: 10)."""
+    """Replies each of the two copies writes per self-interaction (paper: 10): 2 x turns messages stored."""
     leading_share: float = Field(0.5, ge=0, le=1)
     """Share of interactions that use the leading guidance and greetings."""
     reflection_max_new_tokens: int = Field(256, ge=1)
@@ -192,7 +192,17 @@ class IntrospectConfig(Section):
     max_reason_share: float = Field(0.3, ge=0, le=1)
     """Kill criterion: stop when one drop reason exceeds this share of samples."""
     max_attempts_factor: float = Field(2.0, ge=1)
-    """Stop topping up after target x this many attempts."""
+    """Stop topping up after target x this many attempts (reflections and conversations counted apart)."""
+    checkpoint: str = ""
+    """Model that generates: a registry name, a full model path or a PEFT adapter dir ("": the run's DPO model)."""
+    temperature: float = Field(0.7, ge=0)
+    """Sampling temperature for reflections and interaction turns (paper: 0.7)."""
+    top_p: float = Field(0.95, gt=0, le=1)
+    """Nucleus sampling mass for introspection (paper: 0.95)."""
+    turn_retries: int = Field(2, ge=0)
+    """Regenerations of an interaction reply that fails a filter before the conversation is dropped."""
+    chunk_size: int = Field(16, ge=1)
+    """Requests (reflections or conversations) generated together, then written and kill-checked."""
 
 
 class SFTConfig(Section):
@@ -238,6 +248,62 @@ class EvalConfig(Section):
     """New tokens per evaluation reply."""
     temperature: float = Field(0.7, ge=0)
     """Sampling temperature for evaluation replies."""
+    top_p: float = Field(0.95, gt=0, le=1)
+    """Nucleus sampling mass for evaluation replies."""
+    seed: int = 1234
+    """Sampling seed for evaluation replies: both sides of a comparison get the same seeds."""
+    opener_words: int = Field(12, ge=1)
+    """A marker within a reply's first sentence (at most this many words) counts as an opener."""
+    judge_max_new_tokens: int = Field(8, ge=1)
+    """New tokens the judge may write after its answer prefill (it only has to name A or B)."""
+    judge_temperature: float = Field(0.0, ge=0)
+    """Judge sampling temperature (0 = greedy, so a verdict is reproducible)."""
+    elo_count: int = Field(50, ge=1)
+    """Held-out prompts per `eval elo sample` run."""
+    elo_samples_per_prompt: int = Field(3, ge=1)
+    """Replies per prompt and model in `eval elo sample` (each pair is judged in both orders)."""
+    elo_bootstrap: int = Field(200, ge=0)
+    """Bootstrap resamples (over prompts) for Bradley-Terry confidence intervals."""
+    elo_l2: float = Field(0.01, ge=0)
+    """L2 penalty on Bradley-Terry strengths: keeps ratings finite when one side wins every match."""
+    revealed_count: int = Field(48, ge=1)
+    """Prompts per side in `eval revealed-preferences` (each gets two hidden traits)."""
+    revealed_focus_share: float = Field(0.5, ge=0, le=1)
+    """Share of revealed-preference pairs that include the persona's own trait word or one of its opposites."""
+    revealed_max_new_tokens: int = Field(96, ge=1)
+    """New tokens per revealed-preference reply."""
+    min_audit_score: float = Field(70.0, ge=0, le=100)
+    """Promotion gate: the candidate's quality audit score (0-100) must reach this."""
+    max_audit_drop: float = Field(5.0, ge=0)
+    """Promotion gate: audit points the candidate may lose against the baseline."""
+    max_probe_drop: float = Field(0.05, ge=0, le=1)
+    """Promotion gate: capability-probe accuracy the candidate may lose against the baseline."""
+    min_marker_gain: float = Field(0.1, ge=-1, le=1)
+    """Promotion gate: held-out marker rate (no system prompt) the candidate must gain over the baseline."""
+    max_identical_share: float = Field(0.9, ge=0, le=1)
+    """Refuse to compare when at least this share of replies is identical on both sides (same model twice)."""
+
+
+class PipelineConfig(Section):
+    smoke: Literal["small", "large", "both", "none"] = "both"
+    """Smoke runs before the full run, each in its own subfolder with the same code path and hyperparameters (only sizes and steps from the smoke-small/smoke-large presets): `small`, `large`, `both` or `none`."""
+    smoke_only: bool = False
+    """Stop after the smoke runs (what `--scale smoke` sets): prove the wiring without a full run."""
+    report: bool = True
+    """Write report.md and report.html (plots of losses, reward accuracy, drops, marker rates, cost) at the end."""
+    burn_rate_warn_share: float = Field(0.8, gt=0, le=1)
+    """Warn when the smoke runs' cost, scaled to the full run's sizes, projects past this share of --budget-usd."""
+    ablation_scales: list[int] = [25, 50, 75, 100]
+    """Percentages of the data for `character ablation` (nested subsets in sequential mode)."""
+    ablation_mode: Literal["sequential", "parallel"] = "sequential"
+    """`sequential`: generate once at 100 % and train on nested subsets; `parallel`: one full run per scale."""
+
+    @field_validator("ablation_scales")
+    @classmethod
+    def _pcts(cls, v: list[int]) -> list[int]:
+        if not v or any(p < 1 or p > 100 for p in v):
+            raise ValueError("each scale must be a percentage from 1 to 100 (e.g. 25,50,75,100)")
+        return sorted(set(v))
 
 
 class RunConfig(Section):
@@ -269,3 +335,5 @@ class RunConfig(Section):
     """Final exact merge of the adapters."""
     eval: EvalConfig = EvalConfig()
     """Evaluation settings."""
+    pipeline: PipelineConfig = PipelineConfig()
+    """The pipeline runner: smoke runs, report, ablation scales (see `character pipeline --help`)."""

@@ -1,0 +1,418 @@
+"""The run report: `report.md` and `report.html` (with matplotlib plots) built from a run's files alone.
+
+In: a run directory (see `character/runner.py`), read-only apart from the report files. Out:
+`report.md`, `report.html` (plots embedded) and `report/*.png`:
+  - stage table per (sub-)run: status, duration, counts, drops;
+  - loss and DPO reward-accuracy curves from each training stage's `metrics.jsonl`;
+  - drop reasons per stage (from `stats.json`, else the manifest);
+  - persona-marker rates before/after (from the eval stage's output);
+  - tokens and USD per stage and model (`cost.json`, else the manifests).
+Nothing here recomputes a metric: a report shows what the stages wrote. Rebuild one with
+`character runs show RUN --report`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from character.layout import STAGES
+from character.manifest import read_manifest
+
+log = logging.getLogger(__name__)
+
+SUBRUNS = ("smoke-small", "smoke-large")
+
+
+def subrun_dirs(run_dir: Path) -> list[tuple[str, Path]]:
+    """(label, dir) for each sub-run that exists: smoke runs first, then the full run."""
+    run_dir = Path(run_dir)
+    out = [(label, run_dir / label) for label in SUBRUNS if (run_dir / label).is_dir()]
+    if any((run_dir / s).is_dir() for s in STAGES):
+        out.append(("main", run_dir))
+    return out
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Rows of a metrics.jsonl (a torn last line from a killed run is skipped)."""
+    rows: list[dict[str, Any]] = []
+    if not path.exists():
+        return rows
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return None
+
+
+def curve(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for r in rows:
+        y = _num(r.get(key))
+        if y is not None and "step" in r:
+            xs.append(float(r["step"]))
+            ys.append(y)
+    return xs, ys
+
+
+def drop_reasons(stage_dir: Path) -> dict[str, int]:
+    stats = _json(stage_dir / "stats.json")
+    if isinstance(stats, dict):
+        for key in ("dropped", "drops", "dropped_by_reason", "reasons"):
+            v = stats.get(key)
+            if isinstance(v, dict) and all(isinstance(n, int) for n in v.values()):
+                return dict(v)
+    m = read_manifest(stage_dir) if (stage_dir / "manifest.json").exists() else None
+    return dict(m.dropped) if m else {}
+
+
+def marker_rates(run_dir: Path) -> dict[str, float] | None:
+    """{'before': rate, 'after': rate, 'n_before': n, 'n_after': n} from the eval stage, if it ran."""
+    ev = Path(run_dir) / "eval"
+    for source in (_json(ev / "markers.json"), _manifest_metrics(ev)):
+        if not isinstance(source, dict):
+            continue
+        found = _find_before_after(source)
+        if found:
+            return found
+    return None
+
+
+def _manifest_metrics(stage_dir: Path) -> dict[str, Any] | None:
+    m = read_manifest(stage_dir) if (stage_dir / "manifest.json").exists() else None
+    return dict(m.metrics) if m else None
+
+
+def _find_before_after(d: dict[str, Any]) -> dict[str, float] | None:
+    out: dict[str, float] = {}
+    for side in ("before", "after"):
+        for key in (f"marker_rate_{side}", f"{side}_marker_rate", side):
+            v = d.get(key)
+            if isinstance(v, dict):
+                v = v.get("rate", v.get("marker_rate"))
+            if _num(v) is not None:
+                out[side] = float(v)  # type: ignore[arg-type]
+                break
+        for key in (f"n_{side}", f"{side}_n"):
+            if _num(d.get(key)) is not None:
+                out[f"n_{side}"] = float(d[key])
+        if isinstance(d.get(side), dict) and _num(d[side].get("n")) is not None:
+            out[f"n_{side}"] = float(d[side]["n"])
+    return out if "before" in out and "after" in out else None
+
+
+def cost_rows(sub_dir: Path) -> list[tuple[str, str, int, int, float]]:
+    """(stage, model, prompt tokens, completion tokens, usd) for a sub-run."""
+    rows: list[tuple[str, str, int, int, float]] = []
+    cost = _json(sub_dir / "cost.json")
+    stages = cost.get("stages", {}) if isinstance(cost, dict) else {}
+    for stage, models in stages.items():
+        for model, t in models.items():
+            rows.append((stage, model, int(t["prompt_tokens"]), int(t["completion_tokens"]), float(t["usd"])))
+    seen = {r[0] for r in rows}
+    for stage in STAGES:  # stages run outside the runner (CLI) still have manifest token counts
+        m = read_manifest(sub_dir / stage) if (sub_dir / stage / "manifest.json").exists() else None
+        if m is None or stage in seen:
+            continue
+        for model, t in m.tokens.items():
+            p = int(t.get("prompt", t.get("prompt_tokens", 0)))
+            c = int(t.get("completion", t.get("completion_tokens", 0)))
+            rows.append((stage, model, p, c, 0.0))
+        if m.tokens and m.cost_usd:
+            stage_rows = [r for r in rows if r[0] == stage]
+            rows[rows.index(stage_rows[0])] = (*stage_rows[0][:4], float(m.cost_usd))
+    return rows
+
+
+def stage_rows(sub_dir: Path) -> list[dict[str, Any]]:
+    state = _json(sub_dir / "pipeline.json") or {}
+    entries = state.get("stages", {}) if isinstance(state, dict) else {}
+    rows = []
+    for stage in STAGES:
+        sd = sub_dir / stage
+        m = read_manifest(sd) if (sd / "manifest.json").exists() else None
+        e = entries.get(stage, {})
+        status = "done" if m else e.get("status", "partial" if sd.is_dir() else "not run")
+        if not m and status == "running":
+            status = "interrupted"
+        rows.append(
+            {
+                "stage": stage,
+                "status": status,
+                "duration_s": (m.duration_s if m else e.get("duration_s")),
+                "counts": dict(m.counts) if m else {},
+                "dropped": dict(m.dropped) if m else {},
+                "error": e.get("error"),
+            }
+        )
+    return rows
+
+
+# ---- plots ----------------------------------------------------------------------------------------
+
+
+def _plt():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_training(sub_dir: Path, out: Path, title: str) -> Path | None:
+    dpo = read_metrics(sub_dir / "dpo" / "metrics.jsonl")
+    sft = read_metrics(sub_dir / "sft" / "metrics.jsonl")
+    if not dpo and not sft:
+        return None
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for rows, name in ((dpo, "DPO"), (sft, "SFT")):
+        xs, ys = curve(rows, "loss")
+        if xs:
+            ax1.plot(xs, ys, marker="o", ms=3, label=f"{name} loss")
+        xs, ys = curve(rows, "eval_loss")
+        if xs:
+            ax1.plot(xs, ys, ls="--", marker="x", label=f"{name} held-out loss")
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("loss")
+    ax1.set_title("training loss")
+    ax1.legend(fontsize=8)
+    xs, ys = curve(dpo, "rewards/accuracies")
+    if xs:
+        ax2.plot(xs, ys, marker="o", ms=3, color="tab:green", label="reward accuracy")
+    xs, ys = curve(dpo, "rewards/margins")
+    if xs:
+        ax2b = ax2.twinx()
+        ax2b.plot(xs, ys, color="tab:purple", alpha=0.6, label="reward margin")
+        ax2b.set_ylabel("margin")
+    ax2.set_ylim(-0.05, 1.05)
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("accuracy")
+    ax2.set_title("DPO reward accuracy")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def plot_drops(drops: dict[str, dict[str, int]], out: Path, title: str) -> Path | None:
+    items = [(f"{stage}: {reason}", n) for stage, d in drops.items() for reason, n in d.items() if n]
+    if not items:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(items) + 1.2))
+    ax.barh([k for k, _ in items], [n for _, n in items], color="tab:red")
+    ax.invert_yaxis()
+    ax.set_xlabel("rows dropped")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def plot_markers(rates: dict[str, dict[str, float]], out: Path) -> Path | None:
+    if not rates:
+        return None
+    plt = _plt()
+    labels = list(rates)
+    x = range(len(labels))
+    fig, ax = plt.subplots(figsize=(max(4, 1.8 * len(labels)), 3.4))
+    ax.bar([i - 0.2 for i in x], [rates[k]["before"] for k in labels], width=0.4, label="before (base)")
+    ax.bar([i + 0.2 for i in x], [rates[k]["after"] for k in labels], width=0.4, label="after (trained)")
+    ax.set_xticks(list(x), labels)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of replies with a marker")
+    ax.set_title("persona markers on held-out prompts, no system prompt")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+# ---- the report -----------------------------------------------------------------------------------
+
+
+def _fmt_counts(d: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in d.items()) or "-"
+
+
+def build(run_dir: Path) -> tuple[list[str], list[Path]]:
+    """Markdown lines and the plot files they reference."""
+    run_dir = Path(run_dir)
+    figs = run_dir / "report"
+    figs.mkdir(exist_ok=True)
+    state = _json(run_dir / "pipeline.json") or {}
+    chash = (
+        (run_dir / "config_hash.txt").read_text().strip() if (run_dir / "config_hash.txt").exists() else "?"
+    )
+    md = [
+        f"# Run report: {run_dir.name}",
+        "",
+        f"- persona: **{state.get('persona', '?')}**; status: **{state.get('status', '?')}**",
+        f"- config hash: `{chash}` (resolved_config.toml)",
+        f"- written: {time.strftime('%Y-%m-%d %H:%M:%S')}",
+    ]
+    if state.get("error"):
+        md.append(f"- error: {state['error']}")
+    md.append("")
+    plots: list[Path] = []
+    rates: dict[str, dict[str, float]] = {}
+    total_usd, total_tokens = 0.0, 0
+    cost_md: list[str] = []
+    for label, sub in subrun_dirs(run_dir):
+        md += [
+            f"## {label}",
+            "",
+            "| stage | status | duration s | counts | dropped |",
+            "|---|---|---|---|---|",
+        ]
+        drops: dict[str, dict[str, int]] = {}
+        for r in stage_rows(sub):
+            dur = f"{r['duration_s']:.1f}" if isinstance(r["duration_s"], int | float) else "-"
+            status = r["status"] + (f" ({r['error']})" if r["error"] and r["status"] != "done" else "")
+            md.append(
+                f"| {r['stage']} | {status} | {dur} | {_fmt_counts(r['counts'])} | {_fmt_counts(r['dropped'])} |"
+            )
+            if r["stage"] in ("distill", "introspect", "dpo", "sft") and (sub / r["stage"]).is_dir():
+                d = drop_reasons(sub / r["stage"])
+                if d:
+                    drops[r["stage"]] = d
+        md.append("")
+        p = plot_training(sub, figs / f"{label}-training.png", f"{label}: training curves")
+        if p:
+            plots.append(p)
+            md += [f"![{label} training curves](report/{p.name})", ""]
+        p = plot_drops(drops, figs / f"{label}-drops.png", f"{label}: drop reasons")
+        if p:
+            plots.append(p)
+            md += [f"![{label} drop reasons](report/{p.name})", ""]
+        mr = marker_rates(sub)
+        if mr:
+            rates[label] = mr
+        for stage, model, pt, ct, usd in cost_rows(sub):
+            cost_md.append(f"| {label} | {stage} | {model} | {pt:,} | {ct:,} | {usd:.4f} |")
+            total_usd += usd
+            total_tokens += pt + ct
+    if rates:
+        md += [
+            "## Persona markers (held-out prompts, no system prompt)",
+            "",
+            "| run | before | after | lift (points) |",
+            "|---|---|---|---|",
+        ]
+        for label, r in rates.items():
+            n = f" (n={int(r['n_after'])})" if "n_after" in r else ""
+            md.append(
+                f"| {label} | {r['before']:.3f} | {r['after']:.3f}{n} | {100 * (r['after'] - r['before']):+.1f} |"
+            )
+        md.append("")
+        p = plot_markers(rates, figs / "markers.png")
+        if p:
+            plots.append(p)
+            md += [f"![marker rates](report/{p.name})", ""]
+    md += ["## Tokens and cost", ""]
+    if cost_md:
+        md += [
+            "| run | stage | model | prompt tokens | completion tokens | USD |",
+            "|---|---|---|---|---|---|",
+        ]
+        md += cost_md
+    md += ["", f"**Total: {total_tokens:,} tokens, ${total_usd:.4f}**", ""]
+    return md, plots
+
+
+def _md_to_html(lines: list[str], run_dir: Path) -> str:
+    """The report's own small markdown subset (headings, bullets, tables, images) as HTML."""
+    out = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(run_dir.name)}</title>",
+        "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}img{max-width:100%}</style></head><body>",
+    ]
+    in_table = in_list = False
+    for line in lines:
+        if in_table and not line.startswith("|"):
+            out.append("</table>")
+            in_table = False
+        if in_list and not line.startswith("- "):
+            out.append("</ul>")
+            in_list = False
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if all(set(c) <= {"-"} for c in cells):
+                continue
+            tag = "th" if not in_table else "td"
+            if not in_table:
+                out.append("<table>")
+                in_table = True
+            out.append("<tr>" + "".join(f"<{tag}>{_inline(c)}</{tag}>" for c in cells) + "</tr>")
+        elif line.startswith("!["):
+            alt, src = line[2:].split("](", 1)
+            data = base64.b64encode((run_dir / src.rstrip(")")).read_bytes()).decode()
+            out.append(f"<p><img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'></p>")
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{_inline(line[level:].strip())}</h{level}>")
+        elif line.startswith("- "):
+            if not in_list:
+                out.append("<ul>")
+                in_list = True
+            out.append(f"<li>{_inline(line[2:])}</li>")
+        elif line.strip():
+            out.append(f"<p>{_inline(line)}</p>")
+    if in_table:
+        out.append("</table>")
+    if in_list:
+        out.append("</ul>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def _inline(text: str) -> str:
+    import re
+
+    s = html.escape(text)
+    s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
+
+
+def write_report(run_dir: Path) -> tuple[Path, Path]:
+    from character.atomic import atomic_write_text
+
+    run_dir = Path(run_dir)
+    lines, _ = build(run_dir)
+    md_path, html_path = run_dir / "report.md", run_dir / "report.html"
+    atomic_write_text(md_path, "\n".join(lines) + "\n")
+    atomic_write_text(html_path, _md_to_html(lines, run_dir))
+    log.info("report: %s", md_path)
+    return md_path, html_path
