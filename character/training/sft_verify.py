@@ -1,0 +1,119 @@
+"""Checkpoint verification for SFT: does the adapter on disk reproduce the held-out loss the trainer claimed?
+
+A checkpoint's logged metric is a claim. After saving, the adapter is loaded from disk onto a fresh copy
+of its base model, the held-out loss is recomputed here (our own forward passes and our own masked NLL,
+not the trainer's code), and compared with the trainer's `eval_loss`. A relative gap beyond
+`sft.verify_tolerance` fails the stage: the saved file is not the model that was measured (wrong base,
+adapter not saved, wrong precision, masking drift...). The base model's held-out loss is measured too,
+so the manifest shows what training changed.
+
+The trainer's `eval_loss` is the mean over evaluation batches (in order, `per_device_eval_batch_size`
+rows each) of each batch's token-mean loss, weighted by rows per batch; `batch_mean` reproduces that
+definition, `token_mean` is the plain per-token loss over all held-out targets.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from character.errors import VerificationError
+from character.training.sft import IGNORE, SFTExample
+
+log = logging.getLogger(__name__)
+
+
+def heldout_loss(model: Any, examples: list[SFTExample], *, batch_size: int, pad_id: int) -> dict[str, float]:
+    """Masked next-token NLL on `examples`, batched like the trainer's evaluation loop."""
+    import torch
+    import torch.nn.functional as F
+
+    device = next(model.parameters()).device
+    weighted, rows, nll_sum, n_tokens = 0.0, 0, 0.0, 0
+    model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(examples), batch_size):
+            batch = examples[i : i + batch_size]
+            width = max(len(e.input_ids) for e in batch)
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, e in enumerate(batch):
+                n = len(e.input_ids)
+                ids[r, :n] = torch.tensor(e.input_ids)
+                labels[r, :n] = torch.tensor(e.labels)
+                mask[r, :n] = 1
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+            # Position t predicts token t+1.
+            shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1])
+            shift_labels = labels[:, 1:].reshape(-1).to(device)
+            nll = F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE, reduction="sum")
+            count = int((shift_labels != IGNORE).sum())
+            if count == 0:
+                continue
+            weighted += float(nll) / count * len(batch)
+            rows += len(batch)
+            nll_sum += float(nll)
+            n_tokens += count
+    if n_tokens == 0:
+        raise VerificationError("the held-out rows have no target tokens; nothing to verify against")
+    return {"batch_mean": weighted / rows, "token_mean": nll_sum / n_tokens, "tokens": float(n_tokens)}
+
+
+def verify_adapter(
+    base_ref: str,
+    adapter_dir: Path,
+    held: list[SFTExample],
+    *,
+    claimed_loss: float,
+    tolerance: float,
+    batch_size: int,
+    device_pref: str,
+    pad_id: int,
+) -> dict[str, Any]:
+    """Reload `adapter_dir` on a fresh `base_ref` and compare its held-out loss with `claimed_loss`.
+
+    Returns the numbers for the manifest; raises VerificationError when the relative gap exceeds
+    `tolerance`, when a number is not finite, or when the adapter is a no-op (every LoRA B is zero).
+    """
+    from peft import PeftModel
+
+    from character.models import load_model
+
+    base = load_model(base_ref, device_pref)
+    model = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False)
+    b_norm = sum(float(p.detach().float().abs().sum()) for n, p in model.named_parameters() if "lora_B" in n)
+    if b_norm == 0.0:
+        raise VerificationError(
+            f"the adapter in {adapter_dir} is a no-op (every lora_B is zero): training never changed it"
+        )
+    measured = heldout_loss(model, held, batch_size=batch_size, pad_id=pad_id)
+    with model.disable_adapter():
+        before = heldout_loss(model, held, batch_size=batch_size, pad_id=pad_id)
+    gap = abs(measured["batch_mean"] - claimed_loss) / max(abs(claimed_loss), 1e-8)
+    report = {
+        "claimed_eval_loss": claimed_loss,
+        "measured_eval_loss": measured["batch_mean"],
+        "measured_eval_loss_per_token": measured["token_mean"],
+        "base_eval_loss": before["batch_mean"],
+        "heldout_target_tokens": int(measured["tokens"]),
+        "relative_gap": gap,
+        "tolerance": tolerance,
+    }
+    if not all(math.isfinite(float(v)) for v in (claimed_loss, measured["batch_mean"])):
+        raise VerificationError(f"held-out loss is not finite (claimed {claimed_loss}, measured {measured})")
+    if gap > tolerance:
+        raise VerificationError(
+            f"checkpoint verification failed: the trainer claimed held-out loss {claimed_loss:.4f}, the adapter "
+            f"reloaded from {adapter_dir} measures {measured['batch_mean']:.4f} (relative gap {gap:.3f} > "
+            f"sft.verify_tolerance {tolerance}); the saved adapter is not the model that was evaluated"
+        )
+    log.info(
+        "SFT checkpoint verified: held-out loss claimed %.4f, measured %.4f (base %.4f)",
+        claimed_loss,
+        measured["batch_mean"],
+        before["batch_mean"],
+    )
+    return report
