@@ -110,6 +110,10 @@ class DistillConfig(Section):
     """Gate: share of chosen replies that are refusals."""
     min_kept_rate: float = Field(0.5, ge=0, le=1)
     """Gate: kept pairs / attempted pairs."""
+    prefill_phrases: list[str] = []
+    """Openers for the `markers` prefill (e.g. "My apologies"); empty: the constitution's markers."""
+    save_every: int = Field(32, ge=1)
+    """Attempts generated, filtered and appended (fsync) per batch: a killed run loses at most one batch."""
 
 
 class HealthConfig(Section):
@@ -148,10 +152,10 @@ class DPOConfig(Section):
     """Warm-up share of a cosine schedule."""
     logging_steps: int = Field(1, ge=1)
     """Log (and health-check) every N steps."""
-    eval_fraction: float = Field(0.1, ge=0, lt=1)
-    """Held-out share of pairs for checkpoint verification."""
+    eval_fraction: float = Field(0.1, gt=0, lt=1)
+    """Held-out share of pairs (at least one pair) for checkpoint verification."""
     verify_tolerance: float = Field(0.05, ge=0)
-    """Allowed gap between trainer-reported and recomputed held-out metrics."""
+    """Allowed absolute gap between trainer-reported and recomputed held-out loss and reward accuracy."""
     health: HealthConfig = HealthConfig()
     """Abort rules checked at every logged step."""
 
