@@ -1,0 +1,135 @@
+"""The capability probe set: short factual, arithmetic, instruction and format items, scored exactly.
+
+Shipped as `character/eval/data/probes.jsonl` (one item a line: `id`, `kind`, `prompt`, `check`,
+`answer`). A trained persona must keep the base model's capabilities: one seed run's coding model fell
+from 0.704 to 0.252 after "improvement". Scoring is exact and rule-based, never a judge:
+
+- `number`: the first number in the reply equals `answer` (commas and a trailing `.0` allowed);
+- `contains`: one of `answer` occurs as a whole word (case-insensitive);
+- `contains_exact`: one of `answer` occurs as a whole word, case-sensitive;
+- `starts_with`: the reply's first word is one of `answer` (case-insensitive);
+- `first_token`: the reply's first letter/word token is one of `answer`;
+- `json_keys`: the reply (code fences allowed) parses as a JSON object holding every key in `answer`;
+- `one_line`: the reply is non-empty and has exactly one non-empty line.
+
+Items of kind `format` are also the audit's format-obedience probes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from character.errors import DataError
+
+PROBES_FILE = Path(__file__).parent / "data" / "probes.jsonl"
+CHECKS = ("number", "contains", "contains_exact", "starts_with", "first_token", "json_keys", "one_line")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?```\s*$", re.DOTALL)
+_TOKEN = re.compile(r"[A-Za-z0-9']+")
+
+
+@dataclass(frozen=True)
+class Probe:
+    id: str
+    kind: str
+    prompt: str
+    check: str
+    answer: Any = None
+
+
+def load_probes(path: Path | None = None, kinds: tuple[str, ...] | None = None) -> list[Probe]:
+    path = Path(path or PROBES_FILE)
+    if not path.exists():
+        raise DataError(f"probe set {path} does not exist")
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            probe = Probe(row["id"], row["kind"], row["prompt"], row["check"], row.get("answer"))
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise DataError(f"{path}:{n}: not a probe item ({e}); see character/eval/probes.py") from e
+        if probe.check not in CHECKS:
+            raise DataError(f"{path}:{n}: check {probe.check!r} unknown; use one of {', '.join(CHECKS)}")
+        if kinds is None or probe.kind in kinds:
+            out.append(probe)
+    return out
+
+
+def format_probes() -> list[Probe]:
+    return load_probes(kinds=("format",))
+
+
+def _first_number(text: str) -> float | None:
+    m = _NUMBER.search(text)
+    if not m:
+        return None
+    try:
+        return float(m.group().replace(",", ""))
+    except ValueError:
+        return None
+
+
+def _whole_word(needle: str, text: str, *, case: bool) -> bool:
+    flags = 0 if case else re.IGNORECASE
+    return re.search(r"(?<!\w)" + re.escape(needle) + r"(?!\w)", text, flags) is not None
+
+
+def parse_json_object(text: str) -> dict[str, Any] | None:
+    """The reply as a JSON object (a ``` fence around it is allowed); None when it is not one."""
+    t = text.strip()
+    m = _FENCE.match(t)
+    if m:
+        t = m.group(1).strip()
+    try:
+        obj = json.loads(t)
+    except json.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def score(check: str, answer: Any, reply: str) -> bool:
+    """True when `reply` passes `check` with `answer`. Pure; the same rules for every model."""
+    text = reply.strip()
+    answers = answer if isinstance(answer, list) else [answer]
+    if check == "number":
+        got = _first_number(text)
+        return got is not None and abs(got - float(answer)) < 1e-9
+    if check == "contains":
+        return any(_whole_word(str(a), text, case=False) for a in answers)
+    if check == "contains_exact":
+        return any(_whole_word(str(a), text, case=True) for a in answers)
+    if check in ("starts_with", "first_token"):
+        toks = _TOKEN.findall(text)
+        return bool(toks) and toks[0].lower() in {str(a).lower() for a in answers}
+    if check == "json_keys":
+        obj = parse_json_object(text)
+        return obj is not None and all(k in obj for k in answers)
+    if check == "one_line":
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        return len(lines) == 1
+    raise ValueError(f"unknown check {check!r}")
+
+
+def score_probes(probes: list[Probe], replies: list[str]) -> dict[str, Any]:
+    """Accuracy overall and by kind, plus each item's verdict and full reply."""
+    if len(probes) != len(replies):
+        raise ValueError(f"{len(probes)} probes but {len(replies)} replies")
+    items = [
+        {"id": p.id, "kind": p.kind, "ok": score(p.check, p.answer, r), "reply": r}
+        for p, r in zip(probes, replies, strict=True)
+    ]
+    by_kind: dict[str, list[bool]] = {}
+    for it in items:
+        by_kind.setdefault(it["kind"], []).append(it["ok"])
+    return {
+        "n": len(items),
+        "accuracy": round(sum(it["ok"] for it in items) / len(items), 4) if items else 0.0,
+        "by_kind": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_kind.items())},
+        "items": items,
+    }
