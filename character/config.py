@@ -207,6 +207,8 @@ class IntrospectConfig(Section):
     """Regenerations of an interaction reply that fails a filter before the conversation is dropped."""
     chunk_size: int = Field(16, ge=1)
     """Requests (reflections or conversations) generated together, then written and kill-checked."""
+    skip_filters: list[str] = []
+    """Filter reason ids not to apply (e.g. ["cut_off"] when a smoke run's token limits are tiny); all others run."""
 
 
 class SFTConfig(Section):
