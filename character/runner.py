@@ -397,7 +397,6 @@ class Runner:
                     f"before {sub.label}; raise the budget and rerun with --resume"
                 )
         tracker = CostTracker(sub.cfg.backend.prices, budget)
-        rerun_later = False
         todo = self.stage_range(sub)
         try:
             for stage in STAGES:
@@ -406,7 +405,7 @@ class Runner:
                 sd = d / stage
                 keys_now = flat_values(sub.cfg, stage_keys(stage))
                 forced = self.force is not None and STAGES.index(stage) >= STAGES.index(self.force)
-                if (forced or rerun_later) and sd.exists():
+                if forced and sd.exists():
                     _supersede(d, stage)
                     entries.pop(stage, None)
                 manifest = read_manifest(sd) if sd.exists() else None
@@ -436,7 +435,6 @@ class Runner:
                         "or drop --from"
                     )
                 self._run_stage(sub, stage, tracker, entries, state, keys_now)
-                rerun_later = True
         finally:
             self.spent_usd += tracker.usd_total
             atomic_write_json(

@@ -73,6 +73,14 @@ class FakeStages:
                         )
                         if math.isnan(loss):
                             raise TrainingAborted(f"step {step}: non-finite loss = nan")
+            if stage == "introspect":
+                n = cfg.introspect.reflections + cfg.introspect.interactions
+                rows = [
+                    {"id": f"r{i}", "kind": "reflection" if i < cfg.introspect.reflections else "interaction"}
+                    for i in range(n)
+                ]
+                (sd / "introspection.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+                m.counts = {"kept": n}
             if stage == "eval":
                 (sd / "markers.json").write_text(json.dumps({"before": 0.0, "after": 0.5, "n_after": 8}))
             write_manifest(sd, m.finish())
