@@ -41,8 +41,8 @@ FIRST, SECOND = 0, 1
 VARIANTS = ("free", "leading")
 Slot = tuple[str, int]
 
-# (text, finish_reason, prompt, system_prompt) -> (keep, reason, repaired text)
-FilterFn = Callable[[str, str, str, str], tuple[bool, str | None, str]]
+# (text, finish_reason, prompt, system_prompt) -> (keep, reason, repaired text, evidence)
+FilterFn = Callable[[str, str, str, str], tuple[bool, str | None, str, str]]
 CountFn = Callable[[list[Message]], int]
 
 
@@ -52,6 +52,10 @@ def slots(total: int, leading_share: float) -> list[Slot]:
     n_free = total - n_leading
     out = [("free", i) for i in range(n_free)] + [("leading", i) for i in range(n_leading)]
     return sorted(out, key=lambda s: (s[1], s[0]))
+
+
+def slot_of(row: dict[str, Any]) -> Slot:
+    return (str(row["variant"]), int(row["conv_index"]))
 
 
 def pick_greeting(pool: Sequence[str], seed: int, slot: Slot, attempt: int) -> str:
@@ -208,12 +212,12 @@ class TurnEngine:
             self.completions.append(comp)
             side = c.next_side
             raw = strip_think(comp.text, enabled=not self.keep_think).strip()
-            keep, reason, text = self.filter(
+            keep, reason, text, detail = self.filter(
                 raw, comp.finish_reason, req.messages[-1]["content"], self.systems[c.variant]
             )
             shown = strip_think(text).strip() if self.keep_think else text
             if keep and is_echo(shown, c.seen()):
-                keep, reason = False, "echo"
+                keep, reason, detail = False, "echo", "repeats an earlier message of this conversation"
             self.on_sample(None if keep else reason, text if keep else raw)
             if keep:
                 c.turns.append(
@@ -233,6 +237,7 @@ class TurnEngine:
                         "turn": len(c.turns),
                         "side": side,
                         "reason": reason,
+                        "detail": detail,
                         "text": raw,
                         "dropped_messages": dropped,
                     }

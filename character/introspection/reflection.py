@@ -3,9 +3,8 @@
 Slots are `(prompt_index, sample_index)`: prompt i gets N // 10 samples, the first N % 10 prompts one
 more. Never keyed by prompt text: ten prompts repeated a thousand times are not unique keys (the prior
 pipeline's resume skipped every remaining reflection after any partial run). Each generation attempt is
-one row of `reflections.jsonl`, keyed `(prompt_index, sample_index, attempt)`, with its verdict; a slot
-is done once one of its attempts was kept, so a resumed run continues exactly (no duplicate, no gap)
-and top-up is "generate the next attempt of every slot that is not done".
+one row of `reflections.jsonl`, keyed `(prompt_index, sample_index, attempt)`, with its verdict
+(`character.introspection.plan` turns those rows into resume and top-up).
 
 Generation sees `reflection_system` (persona framing + reflective mood); the stored row has no system
 prompt, so SFT teaches the persona to answer this way unprompted (paper-method 1.8).
@@ -13,8 +12,6 @@ prompt, so SFT teaches the persona to answer this way unprompted (paper-method 1
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from character.backends.base import Completion, GenerationRequest, SamplingParams
@@ -31,37 +28,8 @@ def slots(total: int, n_prompts: int) -> list[Slot]:
     return out
 
 
-@dataclass
-class ReflectionPlan:
-    """What is done and what is next, rebuilt from the rows on disk."""
-
-    targets: list[Slot]
-    kept: dict[Slot, dict[str, Any]] = field(default_factory=dict)
-    attempts: dict[Slot, int] = field(default_factory=dict)
-    total_attempts: int = 0
-
-    @classmethod
-    def from_rows(cls, targets: list[Slot], rows: Sequence[dict[str, Any]]) -> ReflectionPlan:
-        plan = cls(targets)
-        for r in rows:
-            plan.add(r)
-        return plan
-
-    def add(self, row: dict[str, Any]) -> None:
-        slot = (int(row["prompt_index"]), int(row["sample_index"]))
-        self.total_attempts += 1
-        self.attempts[slot] = max(self.attempts.get(slot, 0), int(row["attempt"]) + 1)
-        if row["kept"] and slot not in self.kept:
-            self.kept[slot] = row
-
-    def pending(self) -> list[Slot]:
-        """Target slots without a kept row: fewest attempts first, then in slot order."""
-        order = {s: i for i, s in enumerate(self.targets)}
-        todo = [s for s in self.targets if s not in self.kept]
-        return sorted(todo, key=lambda s: (self.attempts.get(s, 0), order[s]))
-
-    def kept_rows(self) -> list[dict[str, Any]]:
-        return [self.kept[s] for s in self.targets if s in self.kept]
+def slot_of(row: dict[str, Any]) -> Slot:
+    return (int(row["prompt_index"]), int(row["sample_index"]))
 
 
 def request(prompt: str, system: str, params: SamplingParams, adapter: str | None) -> GenerationRequest:
@@ -70,9 +38,18 @@ def request(prompt: str, system: str, params: SamplingParams, adapter: str | Non
 
 
 def attempt_row(
-    slot: Slot, attempt: int, prompt: str, completion: Completion, text: str, keep: bool, reason: str | None
+    slot: Slot,
+    attempt: int,
+    prompt: str,
+    completion: Completion,
+    text: str,
+    verdict: tuple[bool, str | None, str],
 ) -> dict[str, Any]:
-    """One raw attempt: `text` is what is stored if kept (think policy applied, filter repairs done)."""
+    """One raw attempt. `text` has the think policy applied; `verdict` is (keep, reason, evidence).
+
+    A kept row stores the filter's repaired text, a dropped one the text the filter saw.
+    """
+    keep, reason, detail = verdict
     row: dict[str, Any] = {
         "prompt_index": slot[0],
         "sample_index": slot[1],
@@ -81,6 +58,7 @@ def attempt_row(
         "text": text,
         "kept": keep,
         "reason": reason,
+        "detail": detail,
         "finish_reason": completion.finish_reason,
         "prompt_tokens": completion.prompt_tokens,
         "completion_tokens": completion.completion_tokens,

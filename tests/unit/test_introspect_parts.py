@@ -13,6 +13,7 @@ from character.introspection import interaction as inter
 from character.introspection import reflection as refl
 from character.introspection.generator import choose
 from character.introspection.killswitch import Ledger
+from character.introspection.plan import SlotPlan
 
 # ---- reflections ----------------------------------------------------------------------------------
 
@@ -30,18 +31,23 @@ def _row(p: int, s: int, a: int, kept: bool) -> dict:
     return {"prompt_index": p, "sample_index": s, "attempt": a, "kept": kept, "text": "t", "reason": None}
 
 
-def test_reflection_plan_resumes_without_duplicate_or_gap() -> None:
+def test_slot_plan_resumes_without_duplicate_or_gap_and_bounds_top_up() -> None:
     targets = refl.slots(4, 2)  # (0,0) (1,0) (0,1) (1,1)
     rows = [_row(0, 0, 0, True), _row(1, 0, 0, False), _row(1, 0, 1, False), _row(0, 1, 0, True)]
-    plan = refl.ReflectionPlan.from_rows(targets, rows)
-    assert plan.total_attempts == 4
-    assert set(plan.kept) == {(0, 0), (0, 1)}
+    plan = SlotPlan.build(targets, refl.slot_of, rows, factor=2.0)
+    assert plan.total_attempts == 4 and plan.limit == 8
+    assert set(plan.kept) == {(0, 0), (0, 1)} and plan.done == 2
     # untried slot first, then the twice-failed one; its next attempt number is 2
     assert plan.pending() == [(1, 1), (1, 0)]
-    assert plan.attempts[(1, 0)] == 2
+    assert plan.next_attempt((1, 0)) == 2
     # a later kept attempt of an already kept slot never adds a second row
-    plan.add(_row(0, 0, 1, True))
+    assert not plan.add(_row(0, 0, 1, True))
     assert len(plan.kept_rows()) == 2
+    # top-up stops at target x factor attempts
+    assert plan.next_chunk(10) == [(1, 1), (1, 0)]
+    for n in range(3):
+        plan.add(_row(1, 1, n, False))
+    assert plan.total_attempts == 8 and plan.next_chunk(10) == []
 
 
 def test_reflection_sft_row_has_no_system_prompt() -> None:
