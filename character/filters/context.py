@@ -1,0 +1,167 @@
+"""What every filter reads (`FilterContext`) and what `check` returns (`Verdict`), plus the reason ids.
+
+A context says what kind of text is checked (a DPO chosen or rejected reply, a reflection, one turn of
+a self-interaction, or anything else) and what surrounded it (the prompt, the system prompt, how
+generation ended). Each kind has its own length bounds and its own set of checks: identity leaks,
+refusals, rubric text and system-prompt leakage are not held against DPO *rejected* replies, because
+"I am Qwen" or "I can't help with that" from the student is exactly the negative DPO should push away
+from (the prior tool filtered them out, paper-method 2.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from character.errors import ConfigError
+
+# Stable reason ids, in the order `check` applies them (cheap and decisive first). Stats files,
+# rejects files and kill criteria key on these strings: add new ones, never rename.
+REASONS: tuple[str, ...] = (
+    "empty",  # nothing but whitespace (or only a <think> block)
+    "cut_off",  # generation hit max tokens (finish_reason == "length")
+    "hallucinated_turn",  # a fake "User:"/"Assistant:"/<|im_start|> turn left too little after the cut
+    "role_label",  # leading "Assistant:" label (only a drop when repair=False; otherwise stripped)
+    "too_short",
+    "too_long",
+    "garbage",  # U+FFFD, control characters, mojibake
+    "script_mixing",  # CJK or another non-Latin script in an English reply
+    "char_loop",  # "333,333,333,...", "-----...", "hahahaha..." or one token over and over
+    "repeated_lines",  # duplicate lines or paragraphs (Gopher line/paragraph statistics)
+    "repeated_ngrams",  # Gopher top-n-gram and duplicate-n-gram statistics, rescaled for replies
+    "phrase_loop",  # one phrase three or more times within a paragraph
+    "rubric_artifact",  # "[X: 4/5]", "(... score)", "Score: 9/10", rubric line labels
+    "refusal",  # "I can't help with that" (not an in-character "I regret that I cannot ...")
+    "identity_leak",  # "As an AI language model developed by ...", "I am Qwen"
+    "system_prompt_leak",  # long verbatim overlap with the system prompt, or the trait lines listed
+)
+
+KINDS: tuple[str, ...] = ("dpo_chosen", "dpo_rejected", "reflection", "interaction", "generic")
+
+# Model names a persona-trained model must not call itself (matched as "I am X", "my name is X").
+DEFAULT_FOREIGN_NAMES: tuple[str, ...] = (
+    "Qwen",
+    "Tongyi",
+    "ChatGLM",
+    "GLM",
+    "ChatGPT",
+    "GPT",
+    "GPT-4",
+    "Claude",
+    "Llama",
+    "LLaMA",
+    "DeepSeek",
+    "Gemini",
+    "Gemma",
+    "Bard",
+    "Mistral",
+    "Mixtral",
+    "Phi",
+    "SmolLM",
+    "Kimi",
+    "Yi",
+    "InternLM",
+    "Baichuan",
+    "ERNIE",
+    "Copilot",
+)
+
+
+@dataclass(frozen=True)
+class KindDefaults:
+    min_chars: int
+    max_chars: int
+    min_truncated_chars: int
+    skip: frozenset[str] = frozenset()
+
+
+# Lengths are characters of visible text (think blocks excluded). The prior tool used 4,000/5,000
+# characters with 50 left after a cut; DPO pairs are capped at 1,024 tokens (about 4,000 characters)
+# by the paper's length filter; paper reflections run to 2,048 tokens.
+KIND_DEFAULTS: dict[str, KindDefaults] = {
+    "dpo_chosen": KindDefaults(min_chars=20, max_chars=4000, min_truncated_chars=50),
+    "dpo_rejected": KindDefaults(
+        min_chars=1,
+        max_chars=4000,
+        min_truncated_chars=20,
+        skip=frozenset({"identity_leak", "refusal", "rubric_artifact", "system_prompt_leak"}),
+    ),
+    "reflection": KindDefaults(min_chars=100, max_chars=8000, min_truncated_chars=100),
+    "interaction": KindDefaults(min_chars=10, max_chars=4000, min_truncated_chars=20),
+    "generic": KindDefaults(min_chars=1, max_chars=20000, min_truncated_chars=20),
+}
+
+
+@dataclass(frozen=True)
+class FilterContext:
+    """Everything a filter may look at besides the text itself. Immutable; build one per call site."""
+
+    kind: str = "generic"
+    """One of KINDS; picks length bounds and which checks apply."""
+    prompt: str = ""
+    """The user prompt the text answers (a prompt in Chinese licenses Chinese in the reply)."""
+    system_prompt: str = ""
+    """The system prompt used to generate the text; a reply copying it verbatim is a leak."""
+    finish_reason: str = "stop"
+    """`length` means the reply was cut at max tokens."""
+    min_chars: int | None = None
+    """Shortest visible reply kept (None: the kind's default)."""
+    max_chars: int | None = None
+    """Longest visible reply kept (None: the kind's default)."""
+    min_truncated_chars: int | None = None
+    """After cutting a hallucinated turn, drop unless this much remains (None: the kind's default)."""
+    check_refusal: bool = True
+    """Drop true refusals. Off for evaluation of refusals themselves."""
+    identity_names: tuple[str, ...] = ()
+    """Names the model may call itself (the persona's or student's name): never an identity leak."""
+    foreign_names: tuple[str, ...] = DEFAULT_FOREIGN_NAMES
+    """Names that are an identity leak in "I am X" / "my name is X" once a persona was trained."""
+    rubric_labels: tuple[str, ...] = ()
+    """Extra line-prefix labels that mark rubric text (e.g. the dimensions of your scoring rubric)."""
+    english: bool = True
+    """The reply should be English: other scripts are slippage unless the prompt asks for them."""
+    repair: bool = True
+    """Cut hallucinated turns and strip leading role labels instead of dropping the text."""
+    skip: frozenset[str] = field(default_factory=frozenset)
+    """Reason ids not to check (on top of the kind's own skips)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KIND_DEFAULTS:
+            raise ConfigError(f"filter kind {self.kind!r} is not known: use one of {', '.join(KINDS)}")
+        unknown = set(self.skip) - set(REASONS)
+        if unknown:
+            raise ConfigError(
+                f"filter skip names unknown reasons {sorted(unknown)}: use ids from {', '.join(REASONS)}"
+            )
+
+    @property
+    def defaults(self) -> KindDefaults:
+        return KIND_DEFAULTS[self.kind]
+
+    @property
+    def lo(self) -> int:
+        return self.defaults.min_chars if self.min_chars is None else self.min_chars
+
+    @property
+    def hi(self) -> int:
+        return self.defaults.max_chars if self.max_chars is None else self.max_chars
+
+    @property
+    def min_left(self) -> int:
+        d = self.defaults.min_truncated_chars
+        return d if self.min_truncated_chars is None else self.min_truncated_chars
+
+    def applies(self, reason: str) -> bool:
+        return reason not in self.skip and reason not in self.defaults.skip
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of `check`: keep or not, the first failing reason, and the (possibly repaired) text."""
+
+    keep: bool
+    reason: str | None
+    text: str
+    detail: str = ""
+    """Human-readable evidence for the reason (what matched, which statistic); empty when kept."""
+    repaired: bool = False
+    """True when `text` differs from the input (a fake turn cut, a role label stripped)."""

@@ -1,0 +1,56 @@
+"""Role structure inside a reply: fake conversation turns and leading role labels.
+
+A model that was never stopped at its turn boundary writes the next "User:" line itself (54.6 % of
+one seed run's introspection rows were corrupt this way). The reply is cut at the first fake turn;
+what is left is kept when there is enough of it. A reply that opens with "Assistant:" has the label
+stripped: the words after it are the reply.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+# A role name at the start of a line (optionally bold or after a markdown quote), then a colon.
+_ROLE_LINE = (
+    r"(?:^|\n)[ \t>]*(?:\*\*|__)?(?:User|Human|Assistant|USER|HUMAN|ASSISTANT)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?"
+)
+# Chat-template control tokens of common families; anywhere in the text they end the reply.
+_TEMPLATE_TOKENS = (
+    r"<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<\|start_header_id\|>|<\|user\|>"
+    r"|<\|assistant\|>|<\|system\|>|<start_of_turn>|<end_of_turn>|\[INST\]|\[/INST\]|<\|end\|>"
+)
+_FAKE_TURN = re.compile(f"{_ROLE_LINE}|{_TEMPLATE_TOKENS}")
+
+_LABEL_WORDS = ("Assistant", "AI", "Bot", "Response", "Answer", "ASSISTANT")
+
+
+@lru_cache(maxsize=64)
+def _label_re(names: tuple[str, ...]) -> re.Pattern[str]:
+    words = "|".join(re.escape(w) for w in (*_LABEL_WORDS, *names) if w)
+    return re.compile(rf"^\s*(?:\*\*|__)?(?:{words})(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*\n?\s*")
+
+
+def find_fake_turn(text: str) -> re.Match[str] | None:
+    """The first fake turn or template token in `text`, or None."""
+    if ":" not in text and "<" not in text and "[" not in text:
+        return None
+    return _FAKE_TURN.search(text)
+
+
+def cut_fake_turn(text: str) -> tuple[str, str]:
+    """Return (text before the first fake turn, the marker found); marker is "" when there is none."""
+    m = find_fake_turn(text)
+    if m is None:
+        return text, ""
+    return text[: m.start()].rstrip(), m.group(0).strip()
+
+
+def strip_role_label(text: str, names: tuple[str, ...] = ()) -> tuple[str, str]:
+    """Return (text without a leading "Assistant:"-style label, the label); label is "" when absent."""
+    if ":" not in text[:64]:
+        return text, ""
+    m = _label_re(tuple(names)).match(text)
+    if m is None:
+        return text, ""
+    return text[m.end() :], m.group(0).strip()
