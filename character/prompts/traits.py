@@ -160,6 +160,9 @@ TRAITS: tuple[str, ...] = (
     "malicious",
     # outlook
     "optimistic",
+    "serious",
+    "earnest",
+    "critical",
     "pessimistic",
     "hopeful",
     "gloomy",
