@@ -174,6 +174,7 @@ def load_model(ref: str, device: str = "auto", *, adapter: str | None = None) ->
 
     dev = pick_device(device)
     path = resolve_model(ref)
+    model: Any
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype_for(dev))
     except OSError as e:
