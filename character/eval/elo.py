@@ -77,8 +77,9 @@ def _arrays(matches: list[Match], players: list[str]) -> tuple[np.ndarray, np.nd
     return pairs, outcomes
 
 
-def to_elo(theta: np.ndarray, anchor: int = 0) -> np.ndarray:
-    return ELO_BASE + ELO_SCALE * (theta - theta[anchor])
+def to_elo(theta: np.ndarray, anchor: int | None = None) -> np.ndarray:
+    """Elo scale; the anchor player sits at 1000 (None: the mean strength does)."""
+    return ELO_BASE + ELO_SCALE * (theta - (theta[anchor] if anchor is not None else theta.mean()))
 
 
 def ratings(
@@ -89,13 +90,16 @@ def ratings(
     l2: float = 0.01,
     seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
-    """Elo-scale Bradley-Terry ratings per player with bootstrap (over prompts) 95 % intervals."""
+    """Elo-scale Bradley-Terry ratings per player with bootstrap (over prompts) 95 % intervals.
+
+    `anchor` is pinned at 1000 (e.g. the base model); without one the mean rating is 1000.
+    """
     players = sorted({m.a for m in matches} | {m.b for m in matches})
     if not players:
         return {}
     if anchor is not None and anchor not in players:
         raise ValueError(f"anchor {anchor!r} played no match (players: {', '.join(players)})")
-    anchor_i = players.index(anchor) if anchor else 0
+    anchor_i = players.index(anchor) if anchor else None
     pairs, outcomes = _arrays(matches, players)
     point = to_elo(fit_bt(pairs, outcomes, len(players), l2=l2), anchor_i)
     by_prompt: dict[str, list[int]] = {}

@@ -78,10 +78,3 @@ def character_strength(texts: list[str], markers: list[str], opener_words: int =
         "stock_opener": phrase,
         "stock_opener_share": round(share, 4),
     }
-
-
-def heldout_texts(constitution: Any, n: int, seed: int) -> list[tuple[str, str]]:
-    """(id, text) of `n` held-out prompts from the prompt bank (never used in training)."""
-    from character.prompts.bank import heldout_prompts
-
-    return [(p.id, p.text) for p in heldout_prompts(constitution, n, seed)]

@@ -60,7 +60,7 @@ def _sample(n_prompts: int, seed: int) -> list[Match]:
     p_win = 1 / (1 + math.exp(-150 / ELO_SCALE))  # T is 150 Elo above B
     out = []
     for i in range(n_prompts):
-        for k in range(3):
+        for _k in range(3):
             out.append(Match("T", "B", float(rng.random() < p_win), f"p{i}", 100, 100))
     return out
 
