@@ -25,6 +25,8 @@ _NUMBERING = re.compile(r"^\s*(?:[-*\u2022]|\d+\s*[.):]|\(\d+\))\s*")
 def _trait_objects(data: object, source: str) -> list[dict]:
     if isinstance(data, dict) and isinstance(data.get("traits"), list):
         data = data["traits"]
+    elif isinstance(data, dict) and "trait" in data:
+        data = [data]  # a one-line JSONL file
     if not isinstance(data, list) or not data:
         raise ConfigError(f'{source}: expected a JSON list of {{"trait", "questions"}} objects')
     out = []
