@@ -1,0 +1,223 @@
+"""Stage 1b, DPO training: pairs -> LoRA adapter -> verified from disk -> merged model for the next stage.
+
+In: `distill/pairs.jsonl` (or an explicit `dataset=`), the resolved config (`models.student` is the
+model trained; `lora.*`, `dpo.*`). Rows whose rendered prompt alone reaches `dpo.max_length` are
+dropped here, with a count (TRL would drop them silently). A seeded `dpo.eval_fraction` of the pairs
+is held out. Training is TRL's DPOTrainer with a fresh LoRA, the reference being the base with the
+adapter disabled; the health callback writes every logged step to `dpo/metrics.jsonl` and stops a
+bad run at once.
+
+Out (run_dir/dpo/):
+- on success: `adapter/` (saved, then re-loaded from disk into a fresh base whose held-out loss and
+  reward accuracy must match the trainer's claims: `verify.json`), `merged/` (base + adapter merged
+  exactly in fp32), `manifest.json`, and the registry entry `{persona}[_{suffix}]_dpo` (verified).
+- on a health abort or a failed verification: the adapter under `aborted/` with `REASON.txt`, nothing
+  under `adapter/`, `merged/` or the registry name, and a non-zero exit from the CLI.
+
+Run it with `character train dpo --persona remorseful --dataset pairs.jsonl` or in `character pipeline`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from character import layout, registry
+from character.atomic import atomic_dir, atomic_write_text
+from character.config import RunConfig
+from character.config_layers import config_hash
+from character.cost import CostTracker
+from character.errors import DataError, VerificationError
+from character.manifest import MANIFEST, Manifest, write_manifest
+from character.records import read_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def split_heldout(
+    rows: list[dict[str, Any]], fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Seeded split; at least one held-out pair and one training pair."""
+    if len(rows) < 2:
+        raise DataError(
+            f"DPO needs at least 2 pairs (1 to train, 1 held out for verification), got {len(rows)}"
+        )
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    n_eval = min(len(rows) - 1, max(1, round(fraction * len(rows))))
+    held = set(order[:n_eval])
+    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
+def _quiet_libraries(progress: bool) -> None:
+    import datasets
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    if not progress:
+        datasets.disable_progress_bars()
+
+
+def _abort(sd: Path, trainer: Any, tokenizer: Any, reason: str) -> Path:
+    """Keep the failed adapter for inspection under aborted/, never where a later stage would look."""
+    dest = sd / "aborted"
+    with atomic_dir(dest) as tmp:
+        trainer.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "REASON.txt").write_text(reason + "\n")
+    return dest
+
+
+def _clear_outputs(sd: Path) -> None:
+    """A new training run replaces everything a previous one in this directory left behind."""
+    (sd / MANIFEST).unlink(missing_ok=True)
+    for name in ("adapter", "merged", "aborted", ".adapter.unverified", "trainer"):
+        if (sd / name).exists():
+            shutil.rmtree(sd / name)
+    for name in ("metrics.jsonl", "verify.json"):
+        (sd / name).unlink(missing_ok=True)
+
+
+def run(
+    cfg: RunConfig,
+    run_dir: Path,
+    *,
+    progress: bool = True,
+    tracker: CostTracker | None = None,
+    dataset: Path | None = None,
+) -> Manifest:
+    """Train, verify, merge and register the DPO adapter. Raises TrainingAborted / VerificationError."""
+    import torch
+
+    from character.models import load_tokenizer
+    from character.training.dpo import build_trainer, drop_long_prompts, merge_adapter, trl_pair
+    from character.training.verify import verify_dpo_adapter, write_report
+
+    _quiet_libraries(progress)
+    manifest = Manifest(stage="dpo", config_hash=config_hash(cfg), seed=cfg.seed)
+    sd = layout.stage_dir(run_dir, "dpo")
+    src = Path(dataset) if dataset else layout.pairs_file(run_dir)
+    rows = [
+        trl_pair(r, f"{src}:{i + 1}") | {"k": r.get("k"), "prompt_id": r.get("prompt_id")}
+        for i, r in enumerate(read_jsonl(src))
+    ]
+    _clear_outputs(sd)
+    base_ref = cfg.models.student
+    tok = load_tokenizer(base_ref)
+    usable, n_long = drop_long_prompts(rows, tok, cfg.dpo.max_length)
+    if n_long:
+        log.warning(
+            "dropped %d of %d pairs whose prompt alone reaches dpo.max_length %d",
+            n_long,
+            len(rows),
+            cfg.dpo.max_length,
+        )
+    train_rows, eval_rows = split_heldout(usable, cfg.dpo.eval_fraction, cfg.seed)
+
+    torch.manual_seed(cfg.seed)
+    trainer, health = build_trainer(
+        cfg,
+        base_ref,
+        train_rows,
+        eval_rows,
+        output_dir=sd / "trainer",
+        metrics_path=sd / "metrics.jsonl",
+        tokenizer=tok,
+    )
+    t0 = time.perf_counter()
+    trainer.train()
+    train_s = time.perf_counter() - t0
+    if health.reason:
+        dest = _abort(sd, trainer, tok, f"health gate: {health.reason}")
+        log.error("DPO training aborted; its adapter is kept for inspection at %s", dest)
+        health.raise_if_aborted()
+
+    claimed = {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))}
+    staging = sd / ".adapter.unverified"
+    with atomic_dir(staging) as tmp:
+        trainer.model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    steps = trainer.state.global_step
+    last = next((h for h in reversed(health.history) if "loss" in h), {})
+    del trainer  # free the training copy before loading a fresh one
+
+    report, measured = verify_dpo_adapter(
+        base_ref=base_ref,
+        adapter_dir=staging,
+        tokenizer=tok,
+        rows=eval_rows,
+        claimed=claimed,
+        beta=cfg.dpo.beta,
+        loss=cfg.dpo.loss,
+        nll_weight=cfg.dpo.nll_weight,
+        max_length=cfg.dpo.max_length,
+        batch_size=cfg.dpo.micro_batch_size,
+        tolerance=cfg.dpo.verify_tolerance,
+        device_pref=cfg.backend.device,
+    )
+    write_report(sd / "verify.json", report)
+    if not report.passed:
+        shutil.rmtree(sd / "aborted", ignore_errors=True)
+        staging.rename(sd / "aborted")
+        atomic_write_text(sd / "aborted" / "REASON.txt", "verification failed: " + report.summary() + "\n")
+        report.raise_if_failed(f"the adapter is kept at {sd / 'aborted'}")
+    staging.rename(layout.dpo_adapter(run_dir))
+
+    from character.chat import encode
+
+    probe = encode(tok, eval_rows[0]["prompt"] + eval_rows[0]["chosen"], add_generation_prompt=False)
+    gap = merge_adapter(base_ref, layout.dpo_adapter(run_dir), layout.dpo_merged(run_dir), probe=probe)
+    if gap > 1e-3:
+        shutil.rmtree(layout.dpo_merged(run_dir), ignore_errors=True)
+        raise VerificationError(
+            f"merging the DPO adapter changed the model's logits by {gap:.2e} (> 1e-3): merged model not kept"
+        )
+
+    name = registry.checkpoint_name(cfg.persona, "dpo", cfg.name_suffix or None)
+    metrics = {
+        "claimed": {
+            k: claimed[k]
+            for k in ("eval_loss", "eval_rewards/accuracies", "eval_rewards/margins")
+            if k in claimed
+        },
+        "measured": measured,
+        "final_train": {k: last[k] for k in ("loss", "rewards/accuracies", "rewards/margins") if k in last},
+        "merge_max_logit_gap": gap,
+    }
+    registry.register(
+        registry.Checkpoint(
+            name=name,
+            path=str(layout.dpo_adapter(run_dir).resolve()),
+            persona=cfg.persona,
+            stage="dpo",
+            base=base_ref,
+            run=str(Path(run_dir).resolve()),
+            kind="adapter",  # the merge stage resolves this name to the adapter; merged/ is in metrics
+            metrics={**metrics, "merged": str(layout.dpo_merged(run_dir).resolve())},
+            verified=True,
+        )
+    )
+    manifest.counts = {
+        "pairs_in": len(rows),
+        "dropped_prompt_too_long": n_long,
+        "train_pairs": len(train_rows),
+        "heldout_pairs": len(eval_rows),
+        "steps": steps,
+    }
+    manifest.dropped = {"prompt_too_long": n_long} if n_long else {}
+    manifest.metrics = metrics | {"train_s": round(train_s, 2)}
+    manifest.outputs = {
+        "adapter": str(layout.dpo_adapter(run_dir)),
+        "merged": str(layout.dpo_merged(run_dir)),
+        "metrics": str(sd / "metrics.jsonl"),
+        "verify": str(sd / "verify.json"),
+        "dataset": str(src),
+    }
+    manifest.extra = {"checkpoint": name, "base": base_ref, "loss": cfg.dpo.loss}
+    shutil.rmtree(sd / "trainer", ignore_errors=True)
+    write_manifest(sd, manifest.finish())
+    return manifest
