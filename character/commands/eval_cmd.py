@@ -112,6 +112,10 @@ def compare(
     ] = False,
     count: CountOpt = None,
     prompts: PromptsOpt = None,
+    probes_file: Annotated[
+        Path | None,
+        typer.Option("--probes", help="Capability probe set (JSONL, see character/eval/probes.py). Default: the shipped set."),
+    ] = None,
     promote: Annotated[
         bool,
         typer.Option(
@@ -145,7 +149,7 @@ def compare(
     tb, tc = resolve_target(baseline), resolve_target(candidate)
     refuse_before_work(cfg, tb, tc)  # before loading anything
     ps = eval_prompts(c, cfg.eval.heldout_prompts, cfg.seed, prompts)
-    probes = load_probes()
+    probes = load_probes(probes_file)
     gens = [Generator(cfg, tb), Generator(cfg, tc)]
     if not no_prompt_baseline:
         gens.append(Generator(cfg, resolve_target(prompt_base or (tc.model if tc.adapter else baseline))))
