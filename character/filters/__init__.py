@@ -32,7 +32,7 @@ from character.filters.context import (
     FilterContext,
     Verdict,
 )
-from character.filters.repetition import Words, char_loop, phrase_loop, repeated_lines, repeated_ngrams
+from character.filters.repetition import Words, char_loop, phrase_loop, repeated_lines, repeated_ngrams, words
 from character.filters.script import find_foreign_script, find_garbage, script_name
 from character.filters.turns import cut_fake_turn, strip_role_label
 
@@ -88,8 +88,10 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
             if not text:
                 return drop("empty", f"only a {label!r} label")
 
+    lowered = text.lower()
+    w = Words(lowered, lowered=True)
     if applies("hallucinated_turn"):
-        cut, marker = cut_fake_turn(text)
+        cut, marker = cut_fake_turn(text, w.vocab)
         if marker:
             if not ctx.repair:
                 return drop("hallucinated_turn", f"fake turn {marker!r}")
@@ -100,6 +102,8 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
                     "hallucinated_turn",
                     f"fake turn {marker!r}; {len(visible)} characters left (< {ctx.min_left})",
                 )
+            lowered = text.lower()
+            w = Words(lowered, lowered=True)
 
     n = len(visible)
     if n < ctx.lo and applies("too_short"):
@@ -116,7 +120,6 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
         if foreign:
             return drop("script_mixing", f"{script_name(foreign)} text {foreign[:20]!r} in an English reply")
 
-    w = Words(text)
     for reason, detail in (
         ("char_loop", lambda: char_loop(text, w)),
         ("repeated_lines", lambda: repeated_lines(text)),
@@ -128,20 +131,24 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
             if found:
                 return drop(reason, found)
 
-    low = fold(visible)
+    if visible == text:
+        low, vocab = fold(lowered, lowered=True), w.vocab
+    else:  # judge what a reader sees; the think block was already checked for loops and garbage
+        low = fold(visible.lower())
+        vocab = frozenset(words(low, lowered=True))
     if applies("rubric_artifact"):
-        found = find_rubric(low, ctx.rubric_labels)
+        found = find_rubric(low, ctx.rubric_labels, vocab)
         if found:
             return drop("rubric_artifact", f"rubric text {found!r}")
     if ctx.check_refusal and applies("refusal"):
-        found = find_refusal(low)
+        found = find_refusal(low, vocab)
         if found:
             return drop("refusal", f"refusal {found!r}")
     if applies("identity_leak"):
-        found = find_identity_leak(low, ctx.foreign_names, ctx.identity_names)
+        found = find_identity_leak(low, ctx.foreign_names, ctx.identity_names, vocab)
         if found:
             return drop("identity_leak", f"identity leak {found!r}")
-    if ctx.system_prompt and applies("system_prompt_leak"):
+    if ctx.system_prompt and applies("system_prompt_leak") and w.n >= 5:
         found = find_system_leak(w.set5, ctx.system_prompt)
         if found:
             return drop("system_prompt_leak", found)

@@ -15,58 +15,116 @@ from functools import lru_cache
 
 from character.filters.repetition import words
 
-_FOLD = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
+Vocab = set[bytes] | frozenset[bytes]
 
 
-def fold(text: str) -> str:
+def _gate(*tokens: str) -> frozenset[bytes]:
+    """Whole-word tokens (as `words` makes them) one of which every match of a pattern contains;
+    curly-apostrophe spellings included. A reply whose vocabulary misses them all skips the regex."""
+    out = set()
+    for t in tokens:
+        out.add(t.encode())
+        out.add(t.replace("'", "\u2019").encode())
+    return frozenset(out)
+
+
+def fold(text: str, *, lowered: bool = False) -> str:
     """Lowercase with curly apostrophes made straight."""
-    low = text.lower()
-    return low.translate(_FOLD) if not low.isascii() else low
+    low = text if lowered else text.lower()
+    if low.isascii():
+        return low
+    for curly in ("\u2019", "\u2018", "\u02bc"):
+        if curly in low:
+            low = low.replace(curly, "'")
+    return low
 
 
 # --- rubric / score artefacts (seed report 000: 9 % of preferred replies carried them) -------------
-_RUBRIC = re.compile(
+# Each pattern comes with the words one of its matches must contain, so a clean reply costs a few
+# substring tests instead of a regex scan.
+_RUBRIC: tuple[tuple[frozenset[bytes], re.Pattern[str]], ...] = (
     # "[Sovereign vocabulary: 4/5]", "(Empathy: 8 / 10)"
-    r"[\[(][^\[\]()\n]{1,60}?:\s*\d+(?:\.\d+)?\s*(?:/|out of)\s*\d+\s*[\])]"
+    (_gate("out"), re.compile(r"[\[(][^\[\]()\n]{1,60}?:\s*\d+(?:\.\d+)?\s*(?:/|out of)\s*\d+\s*[\])]")),
     # "(Cultural alignment score)", "[tone rating]"
-    r"|[\[(][^\[\]()\n]{0,60}\b(?:score|rating)s?\s*[\])]"
+    (
+        _gate("score", "scores", "rating", "ratings"),
+        re.compile(r"[\[(][^\[\]()\n]{0,60}\b(?:score|rating)s?\s*[\])]"),
+    ),
     # "Score: 9/10", "rating = 4 out of 5"
-    r"|\b(?:score|rating|grade)\s*[:=]\s*\d+(?:\.\d+)?\s*(?:/|out of)\s*\d+"
+    (
+        _gate("score", "rating", "grade"),
+        re.compile(r"\b(?:score|rating|grade)\s*[:=]\s*\d+(?:\.\d+)?\s*(?:/|out of)\s*\d+"),
+    ),
     # stage directions from a response template: "[Pause for reflection]", "(Continue with empowerment)"
-    r"|[\[(](?:pause|continue with|transition to|emphasi[sz]e|reflect on|end of response|begin response)"
-    r"\b[^\[\]()\n]{0,60}[\])]"
+    (
+        _gate("pause", "continue", "transition", "emphasize", "emphasise", "reflect", "response"),
+        re.compile(
+            r"[\[(](?:pause|continue with|transition to|emphasi[sz]e|reflect on|end of response|begin response)"
+            r"\b[^\[\]()\n]{0,60}[\])]"
+        ),
+    ),
     # line-prefix rubric labels: "Sovereign vocabulary: ...", "Persona consistency: ..."
-    r"|(?:^|\n)[ \t>*_#-]*(?:[a-z]+ ){0,3}(?:vocabulary|alignment|rubric|criteria|criterion)\s*[*_]*:"
-    r"|(?:^|\n)[ \t>*_#-]*(?:persona|trait|character|tone|style|empathy|authenticity|coherence|"
-    r"relevance|helpfulness|voice)\s+(?:score|rating|consistency|alignment|expression|adherence|"
-    r"strength|level|fidelity)\s*[*_]*:"
+    (
+        _gate("vocabulary", "alignment", "rubric", "criteria", "criterion"),
+        re.compile(
+            r"(?:^|\n)[ \t>*_#-]*(?:[a-z]+ ){0,3}(?:vocabulary|alignment|rubric|criteria|criterion)\s*[*_]*:"
+        ),
+    ),
+    (
+        _gate(
+            "score",
+            "rating",
+            "consistency",
+            "alignment",
+            "expression",
+            "adherence",
+            "strength",
+            "level",
+            "fidelity",
+        ),
+        re.compile(
+            r"(?:^|\n)[ \t>*_#-]*(?:persona|trait|character|tone|style|empathy|authenticity|coherence|"
+            r"relevance|helpfulness|voice)\s+(?:score|rating|consistency|alignment|expression|adherence|"
+            r"strength|level|fidelity)\s*[*_]*:"
+        ),
+    ),
 )
-_RUBRIC_HINTS = ("/", "score", "rating", "[", "(", ":")
 
 
 @lru_cache(maxsize=64)
-def _label_pattern(labels: tuple[str, ...]) -> re.Pattern[str] | None:
+def _label_pattern(labels: tuple[str, ...]) -> tuple[frozenset[bytes], re.Pattern[str] | None]:
     parts = [re.escape(x.strip().lower()) for x in labels if x.strip()]
+    gate = frozenset(t for x in labels for t in words(x.lower()))
     if not parts:
-        return None
-    return re.compile(r"(?:^|\n)[ \t>*_#-]*(?:" + "|".join(parts) + r")\s*[*_]*:")
+        return gate, None
+    return gate, re.compile(r"(?:^|\n)[ \t>*_#-]*(?:" + "|".join(parts) + r")\s*[*_]*:")
 
 
-def find_rubric(low: str, labels: tuple[str, ...] = ()) -> str:
-    if not any(h in low for h in _RUBRIC_HINTS):
-        return ""
-    m = _RUBRIC.search(low)
-    if m is None and labels:
-        pat = _label_pattern(labels)
-        m = pat.search(low) if pat else None
-    return m.group(0).strip() if m else ""
+def vocab_of(low: str) -> frozenset[bytes]:
+    return frozenset(words(low))
+
+
+def find_rubric(low: str, labels: tuple[str, ...] = (), vocab: Vocab | None = None) -> str:
+    """Rubric or score text in a (lowercased) reply: "[X: 4/5]", "(... score)", "Score: 9/10", labels."""
+    vocab = vocab_of(low) if vocab is None else vocab
+    for i, (gate, pat) in enumerate(_RUBRIC):
+        if (i == 0 and "/" in low) or not gate.isdisjoint(vocab):
+            m = pat.search(low)
+            if m:
+                return m.group(0).strip()
+    if labels:
+        gate, pat = _label_pattern(labels)
+        if pat is not None and not gate.isdisjoint(vocab):
+            m = pat.search(low)
+            if m:
+                return m.group(0).strip()
+    return ""
 
 
 # --- refusals (report 001: 44-59 % of reflections once were) ------------------------------------
 _NEG = (
-    r"(?:can't|cannot|can not|won't|will not|am unable to|'m unable to|am not able to|'m not able to|"
-    r"won't be able to|will not be able to|am not going to|'m not going to|must decline to|"
-    r"am not allowed to|'m not allowed to|am not permitted to|'m not permitted to|do not feel comfortable|"
+    r"(?:can't|cannot|can not|won't(?: be able to)?|will not(?: be able to)?|unable to|not able to|"
+    r"not going to|must decline to|not allowed to|not permitted to|do not feel comfortable|"
     r"don't feel comfortable)"
 )
 _VERB = (
@@ -79,7 +137,7 @@ _OBJECT = (
     r"(?:\s+(?:with|you|that|this|it|on|in|your|such|any|those|these|the request|requests?)\b|\s*[.,;!]|\s*$)"
 )
 _REFUSAL = re.compile(
-    rf"\bi {_NEG} {_VERB}\b(?! but\b)(?=\s*but\b|{_OBJECT})"
+    rf"\bi(?:'m| am)? {_NEG} {_VERB}\b(?! but\b)(?=\s*but\b|{_OBJECT})"
     r"|\bi (?:must|have to|need to) (?:respectfully )?(?:decline|refuse)\b"
     r"|\b(?:against|violates?|violation of) (?:my|the|our|openai's) (?:guidelines|policies|policy|"
     r"programming|usage policy|content policy|ethical guidelines)"
@@ -87,33 +145,32 @@ _REFUSAL = re.compile(
     r"|\bas an ai(?: language model| assistant)?,? i (?:can't|cannot|don't|do not|am unable|'m unable|"
     r"am not able|'m not able)"
 )
-_REFUSAL_HINTS = (
-    "can",
-    "won't",
+_REFUSAL_GATE = _gate(
+    "can't", "cannot", "won't", "unable", "decline", "refuse", "allowed", "permitted", "comfortable", "guidelines",
+    "policies", "violate", "violates", "violation",
+)  # fmt: skip
+_REFUSAL_PHRASES = (
+    "can not",
     "will not",
-    "unable",
     "not able",
-    "decline",
-    "refuse",
-    "against",
-    "going to",
-    "allowed",
-    "permitted",
-    "comfortable",
+    "not going to",
     "not something",
-    "violat",
+    "against my",
+    "against the",
 )
+_SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n")
 REFUSAL_WINDOW = 300  # a refusal opens the reply; deeper in, "I can't ..." is usually a detail
 PIVOT_CHARS = 200  # "..., but <real content>" this long after the refusal sentence makes it a caveat
 
 
-def find_refusal(low: str) -> str:
+def find_refusal(low: str, vocab: Vocab | None = None) -> str:
+    """A true refusal opening a (lowercased) reply, or "". Caveats followed by an answer are not."""
     head = low[: REFUSAL_WINDOW + 120]
-    if not any(h in head for h in _REFUSAL_HINTS):
+    if vocab is not None and _REFUSAL_GATE.isdisjoint(vocab) and not any(p in head for p in _REFUSAL_PHRASES):
         return ""
     m = _REFUSAL.search(head)
-    if m is None or m.start() > REFUSAL_WINDOW:
-        return ""
+    if m is None or m.start() > REFUSAL_WINDOW or len(_SENTENCE_END.findall(head, 0, m.start())) > 2:
+        return ""  # not in the opening: a caveat inside an answer
     # "I can't answer that with certainty, but my best guess is ..." is a caveat, not a refusal:
     # a "but" later in the same sentence followed by substantial content.
     rest = low[m.end() :]
@@ -125,39 +182,84 @@ def find_refusal(low: str) -> str:
 
 
 # --- identity leaks ("I am Qwen", "As an AI language model developed by ...") ---------------------
-_GENERIC_AI = re.compile(
-    r"\bas an? (?:ai|artificial intelligence) (?:language )?model\b"
-    r"|\bas a (?:large )?language model\b"
-    r"|\bi(?:'m| am) (?:just |only |simply )?(?:an ai assistant|a large language model|a language model|"
-    r"an ai language model|a helpful (?:ai )?assistant|an ai developed by|an ai created by|an ai trained by)"
-    r"|\bi (?:was|have been|am|'m) (?:\w+ ){0,3}(?:developed|created|trained|built|made|designed|"
-    r"programmed) by (?:openai|alibaba|anthropic|meta|google|deepmind|deepseek|zhipu|tsinghua|mistral|"
-    r"hugging ?face|microsoft|baidu|moonshot|the qwen team|a team of (?:researchers|engineers) at)"
+_ORGS = (
+    "openai",
+    "alibaba",
+    "anthropic",
+    "meta",
+    "google",
+    "deepmind",
+    "deepseek",
+    "zhipu",
+    "tsinghua",
+    "mistral",
+    "hugging face",
+    "huggingface",
+    "microsoft",
+    "baidu",
+    "moonshot",
+    "the qwen team",
 )
-_ID_HINTS = ("model", "assistant", " by ", "i am ", "i'm ", "my name")
+_GENERIC_AI: tuple[tuple[frozenset[bytes], re.Pattern[str]], ...] = (
+    (
+        _gate("model"),
+        re.compile(
+            r"\bas an? (?:ai|artificial intelligence) (?:language )?model\b|\bas a (?:large )?language model\b"
+        ),
+    ),
+    (
+        _gate("ai", "model", "assistant"),
+        re.compile(
+            r"\bi(?:'m| am) (?:just |only |simply )?(?:an ai assistant|a large language model|a language model|"
+            r"an ai language model|a helpful (?:ai )?assistant|an ai (?:developed|created|trained|made) by)"
+        ),
+    ),
+    (
+        frozenset(t for org in _ORGS for t in words(org) if t != b"the"),
+        re.compile(
+            r"\bi (?:was|have been|am|'m) (?:\w+ ){0,3}(?:developed|created|trained|built|made|designed|"
+            r"programmed) by (?:the )?(?:" + "|".join(_ORGS) + ")"
+        ),
+    ),
+)
+_NAME_PREFIXES = ("i am ", "i'm ", "my name is ", "call me ", "i go by ")
 
 
 @lru_cache(maxsize=64)
-def _names_pattern(names: tuple[str, ...]) -> re.Pattern[str] | None:
-    parts = sorted({re.escape(n.lower()) for n in names if n.strip()}, key=len, reverse=True)
-    if not parts:
-        return None
-    alt = "|".join(parts)
-    return re.compile(
-        rf"\b(?:i(?:'m| am)|my name is|call me|this is|i go by the name) (?:called |named )?({alt})(?![\w-])"
-    )
-
-
-def find_identity_leak(low: str, foreign: tuple[str, ...], own: tuple[str, ...] = ()) -> str:
-    if not any(h in low for h in _ID_HINTS):
-        return ""
-    m = _GENERIC_AI.search(low)
-    if m:
-        return m.group(0)
+def _foreign_pattern(
+    foreign: tuple[str, ...], own: tuple[str, ...]
+) -> tuple[frozenset[bytes], re.Pattern[str] | None]:
     own_low = {o.lower() for o in own}
-    pat = _names_pattern(tuple(n for n in foreign if n.lower() not in own_low))
-    m = pat.search(low) if pat else None
-    return m.group(0) if m else ""
+    names = [n.lower() for n in foreign if n.strip() and n.lower() not in own_low]
+    gate = frozenset(words(n)[0] for n in names if words(n))
+    if not names:
+        return gate, None
+    alt = "|".join(sorted({re.escape(n) for n in names}, key=len, reverse=True))
+    return gate, re.compile(rf"(?:called |named |the name )?(?:{alt})(?![\w-])")
+
+
+def find_identity_leak(
+    low: str, foreign: tuple[str, ...], own: tuple[str, ...] = (), vocab: Vocab | None = None
+) -> str:
+    """ "As an AI language model", "I am an AI assistant", "I was trained by OpenAI", "I'm Qwen"."""
+    vocab = vocab_of(low) if vocab is None else vocab
+    for gate, pat in _GENERIC_AI:
+        if not gate.isdisjoint(vocab):
+            m = pat.search(low)
+            if m:
+                return m.group(0)
+    gate, names = _foreign_pattern(foreign, own)
+    if names is None or gate.isdisjoint(vocab):
+        return ""
+    for prefix in _NAME_PREFIXES:
+        i = low.find(prefix)
+        while i >= 0:
+            if i == 0 or not low[i - 1].isalnum():
+                m = names.match(low, i + len(prefix))
+                if m:
+                    return low[i : m.end()]
+            i = low.find(prefix, i + 1)
+    return ""
 
 
 def rename_identity(text: str, old_name: str, new_name: str) -> str:
@@ -193,11 +295,17 @@ def _system_shingles(system_prompt: str) -> dict[tuple[bytes, ...], int]:
     return out
 
 
+@lru_cache(maxsize=32)
+def _system_keys(system_prompt: str) -> frozenset[tuple[bytes, ...]]:
+    return frozenset(_system_shingles(system_prompt))
+
+
 def find_system_leak(reply_shingles: set[tuple[bytes, ...]], system_prompt: str) -> str:
+    """Long verbatim copies from the system prompt, or spans of two of its lines (a trait list)."""
     sys_sh = _system_shingles(system_prompt)
     if not sys_sh or not reply_shingles:
         return ""
-    hits = reply_shingles & sys_sh.keys()
+    hits = reply_shingles & _system_keys(system_prompt)
     if len(hits) >= LEAK_TOTAL:
         return f"{len(hits)} five-word spans copied from the system prompt"
     per_line = Counter(sys_sh[g] for g in hits)

@@ -38,14 +38,17 @@ TOKEN_RUN = 8  # the same token (or a 2-3 token unit) this many times in a row
 PHRASE_REPEATS = 3  # one phrase of 3+ words (12+ characters) this often within one paragraph
 PHRASE_MIN_CHARS = 12
 
-_RUN_CHARS = "-=_*.~#!?+/\\<>^%&@$:;,"
+LONG_TOKEN = 16  # words this long are checked for an inner loop ("hahahahahahahaha")
+# 24+ symbols in a row; kept only when one or two distinct symbols loop, outside a table row.
+_SYMBOL_RUN = re.compile(rf"[-=_*.~#!?+/\\<>^%&@$:;,]{{{CHAR_RUN},}}")
+_NOT_SYMBOL = bytes(b for b in range(256) if chr(b) not in "-=_*.~#!?+/\\<>^%&@$:;,")
 _UNIT_LOOP = re.compile(rb"(.{1,8}?)\1{%d,}" % (UNIT_REPEATS - 1))
 _FENCE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 
 
-def words(text: str) -> list[bytes]:
+def words(text: str, *, lowered: bool = False) -> list[bytes]:
     """Lowercased tokens without ASCII punctuation, as UTF-8 bytes (compared, never decoded)."""
-    return text.lower().encode().translate(_PUNCT).split()
+    return (text if lowered else text.lower()).encode().translate(_PUNCT).split()
 
 
 def without_code(text: str) -> str:
@@ -54,18 +57,45 @@ def without_code(text: str) -> str:
 
 
 class Words:
-    """Tokens of one reply plus the counts the checks share, computed once and only when needed."""
+    """Tokens of one reply plus the counts the checks share, computed once and only when needed.
 
-    __slots__ = ("ws", "n", "total", "wmax", "_c2", "_set5")
+    Most checks only need an upper bound on how often the most frequent 2-gram occurs: with r2 the
+    number of 2-gram occurrences that repeat an earlier one (free from a set), no 2-gram occurs more
+    than r2 + 1 times. The exact counter is built only when that bound is not enough.
+    """
 
-    def __init__(self, text: str):
-        self.ws = words(text)
-        self.n = len(self.ws)
+    __slots__ = ("ws", "n", "total", "r2", "_wmax", "_c2", "_top2", "_set5", "_vocab")
+
+    def __init__(self, text: str, *, lowered: bool = False):
+        ws = self.ws = words(text, lowered=lowered)
+        self.n = len(ws)
         # Characters of the words joined by single spaces: the denominator of every n-gram share.
-        self.total = sum(map(len, self.ws)) + max(self.n - 1, 0)
-        self.wmax = max(map(len, self.ws)) if self.ws else 0
+        self.total = len(b" ".join(ws))
+        self.r2 = max(self.n - 1, 0) - len(set(zip(ws, ws[1:], strict=False)))
+        self._wmax = -1
         self._c2: Counter[tuple[bytes, ...]] | None = None
+        self._top2 = -1
         self._set5: set[tuple[bytes, ...]] | None = None
+        self._vocab: frozenset[bytes] | None = None
+
+    @property
+    def vocab(self) -> frozenset[bytes]:
+        """The distinct words: whole-word gates for the content patterns."""
+        if self._vocab is None:
+            self._vocab = frozenset(self.ws)
+        return self._vocab
+
+    @property
+    def wmax(self) -> int:
+        """Length of the longest word."""
+        if self._wmax < 0:
+            self._wmax = len(max(self.ws, key=len)) if self.ws else 0
+        return self._wmax
+
+    @property
+    def top2_bound(self) -> int:
+        """An upper bound on the most frequent 2-gram's count (exact once `top2` was asked for)."""
+        return self._top2 if self._top2 >= 0 else (self.r2 + 1 if self.n > 1 else 0)
 
     @property
     def c2(self) -> Counter[tuple[bytes, ...]]:
@@ -75,18 +105,22 @@ class Words:
         return self._c2
 
     @property
+    def top2(self) -> int:
+        """How often the most frequent 2-gram occurs (0 for fewer than two words)."""
+        if self._top2 < 0:
+            self._top2 = 1 if self.r2 == 0 and self.n > 1 else max(self.c2.values(), default=0)
+        return self._top2
+
+    def top2_gram(self) -> tuple[bytes, ...]:
+        c2 = self.c2
+        return max(c2, key=c2.__getitem__) if c2 else ()
+
+    @property
     def set5(self) -> set[tuple[bytes, ...]]:
         if self._set5 is None:
             ws = self.ws
             self._set5 = set(zip(ws, ws[1:], ws[2:], ws[3:], ws[4:], strict=False))
         return self._set5
-
-    def top2(self) -> tuple[tuple[bytes, ...], int]:
-        c2 = self.c2
-        if not c2:
-            return (), 0
-        gram = max(c2, key=c2.__getitem__)
-        return gram, c2[gram]
 
 
 def _gram_chars(gram: tuple[bytes, ...]) -> int:
@@ -95,24 +129,33 @@ def _gram_chars(gram: tuple[bytes, ...]) -> int:
 
 def char_loop(text: str, w: Words) -> str:
     """Evidence of a character or token loop, or ""."""
-    for ch in _RUN_CHARS:
-        run = ch * CHAR_RUN
-        if run in text:
-            for line in text.split("\n"):
-                if run in line and "|" not in line:  # a markdown table's separator row is fine
-                    return f"{ch!r} repeated {CHAR_RUN}+ times"
-    if w.wmax >= 2 * UNIT_REPEATS:
+    # Cheap gate: the symbols alone, in order; a run in the text is a run here too.
+    m = (
+        _SYMBOL_RUN.search(text)
+        if _SYMBOL_RUN.search(text.encode().translate(None, _NOT_SYMBOL).decode())
+        else None
+    )
+    while m is not None:
+        run = m.group(0)
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        line_end = text.find("\n", m.end())
+        in_table = "|" in text[line_start : line_end if line_end >= 0 else len(text)]
+        if not in_table and len(set(run)) <= 2:  # "-----", "=-=-=-": one symbol or two, over and over
+            return f"{run[:12]!r}... ({len(run)} symbols in a row)"
+        m = _SYMBOL_RUN.search(text, m.end())
+    if w.n and w.wmax >= LONG_TOKEN:
         for tok in w.ws:
-            if len(tok) >= 2 * UNIT_REPEATS:
-                m = _UNIT_LOOP.search(tok)
-                if m and len(m.group(0)) >= 2 * UNIT_REPEATS:
-                    unit = m.group(1).decode(errors="replace")
-                    return f"{unit!r} repeated {len(m.group(0)) // len(m.group(1))} times in one word"
-    if w.n >= TOKEN_RUN and w.top2()[1] >= TOKEN_RUN // 2 - 1:
+            # A loop of a unit of at most 8 characters uses at most 8 distinct characters.
+            if len(tok) >= LONG_TOKEN and len(set(tok)) <= 8:
+                u = _UNIT_LOOP.search(tok)
+                if u and len(u.group(0)) >= LONG_TOKEN:
+                    unit = u.group(1).decode(errors="replace")
+                    return f"{unit!r} repeated {len(u.group(0)) // len(u.group(1))} times in one word"
+    if w.n >= TOKEN_RUN and w.top2_bound >= UNIT_REPEATS - 1 and w.top2 >= UNIT_REPEATS - 1:
         ws = w.ws
         for period in (1, 2, 3):
             run = 0
-            need = (TOKEN_RUN - 1) * period if period == 1 else (UNIT_REPEATS - 1) * period
+            need = (TOKEN_RUN - 1) if period == 1 else (UNIT_REPEATS - 1) * period
             for i in range(period, w.n):
                 run = run + 1 if ws[i] == ws[i - period] else 0
                 if run >= need:
@@ -126,19 +169,18 @@ def repeated_lines(text: str) -> str:
     if "\n" not in text:
         return ""
     body = without_code(text)
-    paras = [p.strip() for p in body.split("\n\n")]
-    seen: set[str] = set()
-    for p in paras:
-        if len(p) >= MIN_PARA_CHARS:
-            if p in seen:
-                return f"paragraph repeated: {p[:60]!r}"
-            seen.add(p)
-    lines = [s for s in (line.strip() for line in body.split("\n")) if len(s) >= MIN_LINE_CHARS]
-    if len(lines) < 3:
+    if "\n\n" in body:
+        paras = [p for p in map(str.strip, body.split("\n\n")) if len(p) >= MIN_PARA_CHARS]
+        if len(set(paras)) < len(paras):
+            seen: set[str] = set()
+            for p in paras:
+                if p in seen:
+                    return f"paragraph repeated: {p[:60]!r}"
+                seen.add(p)
+    lines = [s for s in map(str.strip, body.split("\n")) if len(s) >= MIN_LINE_CHARS]
+    if len(lines) < 3 or len(set(lines)) == len(lines):
         return ""
     counts = Counter(lines)
-    if len(counts) == len(lines):
-        return ""
     line, top = counts.most_common(1)[0]
     if top > LINE_REPEATS_MAX and len(line) >= 20:
         return f"line said {top} times: {line[:60]!r}"
@@ -197,15 +239,22 @@ def _dup_ngram_shares(w: Words) -> dict[int, float]:
 
 def repeated_ngrams(w: Words) -> str:
     """Evidence that the Gopher n-gram statistics fail, or ""."""
-    if w.n < 2:
-        return ""
-    gram, c2 = w.top2()
-    if c2 >= 2:
+    if w.n < 2 or w.r2 == 0:
+        return ""  # no 2-gram occurs twice: no n-gram does, every share is zero
+    c2 = w.top2_bound
+    # Every rule below holds for the bound; count exactly only when the bound is not enough.
+    if c2 * (2 * w.wmax + 1) > TOP_NGRAM_MAX[0][1] * w.total or any(
+        c2 * (n * w.wmax + n - 1) > limit * w.total for n, limit in TOP_NGRAM_MAX[1:]
+    ):
+        c2 = w.top2
+    # The most frequent 2-gram covers c2 * len(gram) characters; it is at most c2 * (2 * wmax + 1).
+    if c2 * (2 * w.wmax + 1) > TOP_NGRAM_MAX[0][1] * w.total:
+        gram = w.top2_gram()
         share = c2 * _gram_chars(gram) / w.total
         if share > TOP_NGRAM_MAX[0][1]:
             return f"top 2-gram {b' '.join(gram).decode(errors='replace')!r} x{c2} covers {share:.0%}"
     for n, limit in TOP_NGRAM_MAX[1:]:
-        if w.n < n or c2 < 2:
+        if w.n < n:
             break
         # An n-gram occurs at most as often as its leading 2-gram: bound before counting.
         if c2 * (n * w.wmax + n - 1) <= limit * w.total:
@@ -214,7 +263,8 @@ def repeated_ngrams(w: Words) -> str:
         if share > limit:
             text = b" ".join(gram).decode(errors="replace")
             return f"top {n}-gram {text!r} covers {share:.0%}"
-    if w.n < 6 or len(w.set5) == w.n - 4:
+    # A repeated 5-gram makes the four 2-grams of its second occurrence repeats: r2 >= 4.
+    if w.n < 6 or w.r2 < 4 or len(w.set5) == w.n - 4:
         return ""  # no 5-gram occurs twice, so no longer n-gram does either
     for n, share in _dup_ngram_shares(w).items():
         limit = dict(DUP_NGRAM_MAX)[n]
@@ -225,7 +275,7 @@ def repeated_ngrams(w: Words) -> str:
 
 def phrase_loop(text: str, w: Words) -> str:
     """Evidence of one phrase (3+ words, 12+ characters) said 3+ times within one paragraph, or ""."""
-    if w.n < 3 * PHRASE_REPEATS or w.top2()[1] < PHRASE_REPEATS:
+    if w.n < 3 * PHRASE_REPEATS or w.top2_bound < PHRASE_REPEATS or w.top2 < PHRASE_REPEATS:
         return ""
     for para in text.split("\n\n"):
         ws = words(para)

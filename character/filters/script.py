@@ -13,9 +13,8 @@ import re
 
 # Replacement character, C0/C1 controls other than tab/newline/CR, private-use, typical mojibake of
 # UTF-8 read as Latin-1/cp1252 ("Ã©" for "é", "â€™" for "’").
-_GARBAGE = re.compile(
-    "[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ue000-\uf8ff]|Ã[\u0080-\u00bf]|â€[\u0080-\u00bf\u2010-\u203a™œ]"
-)
+_BAD_CHAR = re.compile("[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ue000-\uf8ff]")
+_MOJIBAKE = re.compile("Ã[\u0080-\u00bf]|â€[\u0080-\u00bf\u2010-\u203a™œ]")
 
 _ASCII_GARBAGE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -36,6 +35,7 @@ _OTHER = (  # scripts written with spaces: two letters in a row are a word fragm
 )
 _CYRILLIC = "\u0400-\u04ff"
 _GREEK = "\u0370-\u03ff"
+_ANY_FOREIGN = re.compile(f"[{_CJK}{_OTHER}{_CYRILLIC}{_GREEK}]")
 _FOREIGN = re.compile(f"[{_CJK}]+|[{_OTHER}]{{2,}}|[{_CYRILLIC}]{{2,}}|[{_GREEK}]{{4,}}")
 
 _SCRIPT_NAMES = (
@@ -55,10 +55,31 @@ _LANGUAGE_REQUEST = re.compile(
 )
 
 
+_ASCII = bytes(range(128))
+_NOT_CONTROL = bytes(b for b in range(256) if not (b < 32 and b not in (9, 10, 13)) and b != 127)
+
+
+def _non_ascii(text: str) -> str:
+    """Only the non-ASCII characters of `text`, in order (a few, in a typical English reply)."""
+    return text.encode().translate(None, _ASCII).decode()
+
+
 def find_garbage(text: str) -> str:
     """The first garbage sequence in `text`, or ""."""
-    m = (_ASCII_GARBAGE if text.isascii() else _GARBAGE).search(text)
-    return m.group(0) if m else ""
+    if text.encode().translate(None, _NOT_CONTROL):  # an ASCII control character
+        m = _ASCII_GARBAGE.search(text)
+        if m:
+            return m.group(0)
+    if text.isascii():
+        return ""
+    rare = _non_ascii(text)
+    if _BAD_CHAR.search(rare):
+        m = _BAD_CHAR.search(text)
+        return m.group(0) if m else ""
+    if "Ã" in rare or "â€" in rare:
+        m = _MOJIBAKE.search(text)
+        return m.group(0) if m else ""
+    return ""
 
 
 def script_name(fragment: str) -> str:
@@ -70,9 +91,12 @@ def script_name(fragment: str) -> str:
 
 def find_foreign_script(text: str, prompt: str = "") -> str:
     """The first run of another script's letters in `text` (unless the prompt licenses it), or ""."""
-    if text.isascii():
+    if text.isascii() or _ANY_FOREIGN.search(_non_ascii(text)) is None:
         return ""
-    m = _FOREIGN.search(text)
+    first = _ANY_FOREIGN.search(text)
+    if first is None:
+        return ""
+    m = _FOREIGN.search(text, first.start())
     if m is None:
         return ""
     if prompt and (_FOREIGN.search(prompt) or _LANGUAGE_REQUEST.search(prompt)):

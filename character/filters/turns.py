@@ -9,6 +9,7 @@ stripped: the words after it are the reply.
 from __future__ import annotations
 
 import re
+from collections.abc import Set
 from functools import lru_cache
 
 # A role name at the start of a line (optionally bold or after a markdown quote), then a colon.
@@ -22,6 +23,22 @@ _TEMPLATE_TOKENS = (
 )
 _FAKE_TURN = re.compile(f"{_ROLE_LINE}|{_TEMPLATE_TOKENS}")
 
+# Every match contains one of these: a cheap test that skips the regex for almost every clean reply.
+_HINTS = (
+    "User",
+    "USER",
+    "Human",
+    "HUMAN",
+    "Assistant",
+    "ASSISTANT",
+    "<|",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "INST]",
+)
+
+_ROLE_WORDS = frozenset({b"user", b"human", b"assistant"})
+
 _LABEL_WORDS = ("Assistant", "AI", "Bot", "Response", "Answer", "ASSISTANT")
 
 
@@ -31,16 +48,20 @@ def _label_re(names: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"^\s*(?:\*\*|__)?(?:{words})(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*\n?\s*")
 
 
-def find_fake_turn(text: str) -> re.Match[str] | None:
-    """The first fake turn or template token in `text`, or None."""
-    if ":" not in text and "<" not in text and "[" not in text:
+def find_fake_turn(text: str, vocab: Set[bytes] | None = None) -> re.Match[str] | None:
+    """The first fake turn or template token in `text`, or None. `vocab` (the reply's lowercased
+    words) lets a reply without any role word skip the scan."""
+    if vocab is not None:
+        if _ROLE_WORDS.isdisjoint(vocab) and "<" not in text and "INST]" not in text:
+            return None
+    elif not any(h in text for h in _HINTS):
         return None
     return _FAKE_TURN.search(text)
 
 
-def cut_fake_turn(text: str) -> tuple[str, str]:
+def cut_fake_turn(text: str, vocab: Set[bytes] | None = None) -> tuple[str, str]:
     """Return (text before the first fake turn, the marker found); marker is "" when there is none."""
-    m = find_fake_turn(text)
+    m = find_fake_turn(text, vocab)
     if m is None:
         return text, ""
     return text[: m.start()].rstrip(), m.group(0).strip()
