@@ -102,7 +102,7 @@ def row_id(row: Row) -> Any:
     return None
 
 
-def _text_of(value: Any, role: str, where: str) -> str:
+def side_text(value: Any, role: str, where: str) -> str:
     """The text of a DPO side: a string, or the last `role` message of a message list."""
     if isinstance(value, str):
         return value
@@ -130,9 +130,9 @@ Reject = tuple[str, str, str, str]  # reason, detail, where, text
 def _clean_pair(
     row: Row, opts: CleanOptions, run: Callable[[str, FilterContext], Verdict]
 ) -> tuple[Row, Reject | None]:
-    prompt = _text_of(row.get("prompt", ""), "user", "prompt") if row.get("prompt") else ""
-    chosen = _text_of(row["chosen"], "assistant", "chosen")
-    rejected = _text_of(row["rejected"], "assistant", "rejected")
+    prompt = side_text(row.get("prompt", ""), "user", "prompt") if row.get("prompt") else ""
+    chosen = side_text(row["chosen"], "assistant", "chosen")
+    rejected = side_text(row["rejected"], "assistant", "rejected")
     common = {"prompt": prompt, "identity_names": opts.identity_names, "skip": opts.skip}
     vc = run(
         chosen,
