@@ -93,8 +93,26 @@ def _keep_aborted(src: Path, sdir: Path, reason: str) -> Path:
     with atomic_dir(dest) as tmp:
         for p in src.iterdir():
             shutil.copy2(p, tmp / p.name)
-        (tmp / "ABORTED.txt").write_text(reason + "\n")
+        (tmp / "REASON.txt").write_text(reason + "\n")
     return dest
+
+
+def _clear_outputs(sdir: Path) -> None:
+    """A new run replaces what an earlier one left: no stale adapter may outlive a failed rerun."""
+    (sdir / MANIFEST).unlink(missing_ok=True)
+    for name in ("adapter", "aborted", ".unverified", ".trainer"):
+        shutil.rmtree(sdir / name, ignore_errors=True)
+    for name in ("metrics.jsonl", "verification.json"):
+        (sdir / name).unlink(missing_ok=True)
+
+
+def _quiet_libraries(progress: bool) -> None:
+    import datasets
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    if not progress:
+        datasets.disable_progress_bars()
 
 
 def run(
@@ -110,7 +128,7 @@ def run(
     del tracker  # training spends no API tokens
     run_dir = Path(run_dir)
     sdir = layout.stage_dir(run_dir, "sft")
-    (sdir / MANIFEST).unlink(missing_ok=True)  # a rerun is unfinished until it writes a new one
+    _clear_outputs(sdir)  # a rerun is unfinished until it writes a new manifest
     manifest = Manifest(stage="sft", config_hash=config_hash(cfg), seed=cfg.seed)
 
     data_path = Path(dataset) if dataset else layout.introspection_file(run_dir)
@@ -138,10 +156,9 @@ def run(
     manifest.counts.update({"train_rows": len(train), "heldout_rows": len(held)})
 
     metrics_path = sdir / "metrics.jsonl"
-    metrics_path.unlink(missing_ok=True)
+    _quiet_libraries(progress)
     health = HealthCallback(cfg.sft.health, metrics_path, kind="sft")
     scratch = sdir / ".trainer"
-    shutil.rmtree(scratch, ignore_errors=True)
     policy = load_model(base_ref, cfg.backend.device)
     try:
         with progress_bar("sft", _planned_steps(len(train), cfg), enabled=progress) as bar:
@@ -169,6 +186,7 @@ def run(
                 batch_size=cfg.sft.micro_batch_size,
                 device_pref=cfg.backend.device,
                 pad_id=tok.pad_token_id,
+                report_path=sdir / "verification.json",
             )
         except VerificationError as e:
             _keep_aborted(unverified, sdir, f"verification: {e}")
@@ -178,9 +196,7 @@ def run(
         shutil.rmtree(scratch, ignore_errors=True)
 
     final = layout.sft_adapter(run_dir)
-    shutil.rmtree(final, ignore_errors=True)
     os.replace(unverified, final)
-    shutil.rmtree(sdir / "aborted", ignore_errors=True)  # a stale abort no longer describes this stage
 
     losses = [r["loss"] for r in health.history if isinstance(r.get("loss"), (int, float))]
     manifest.metrics.update(
@@ -192,7 +208,9 @@ def run(
             **report,
         }
     )
-    manifest.outputs.update({"adapter": str(final), "metrics": str(metrics_path)})
+    manifest.outputs.update(
+        {"adapter": str(final), "metrics": str(metrics_path), "verification": str(sdir / "verification.json")}
+    )
     manifest.extra.update(
         {
             "base_model": base_ref,

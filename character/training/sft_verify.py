@@ -15,7 +15,6 @@ definition, `token_mean` is the plain per-token loss over all held-out targets.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -72,18 +71,17 @@ def verify_adapter(
     batch_size: int,
     device_pref: str,
     pad_id: int,
+    report_path: Path | None = None,
 ) -> dict[str, Any]:
     """Reload `adapter_dir` on a fresh `base_ref` and compare its held-out loss with `claimed_loss`.
 
-    Returns the numbers for the manifest; raises VerificationError when the relative gap exceeds
-    `tolerance`, when a number is not finite, or when the adapter is a no-op (every LoRA B is zero).
+    Uses the shared claimed-vs-measured check (`character.training.verify`). Returns the numbers for the
+    manifest; raises VerificationError when the relative gap exceeds `tolerance`, when a number is not
+    finite, or when the adapter is a no-op (every LoRA B is zero).
     """
-    from peft import PeftModel
+    from character.training.verify import compare_metrics, load_adapter_fresh, write_report
 
-    from character.models import load_model
-
-    base = load_model(base_ref, device_pref)
-    model = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False)
+    model = load_adapter_fresh(base_ref, adapter_dir, device_pref)
     b_norm = sum(float(p.detach().float().abs().sum()) for n, p in model.named_parameters() if "lora_B" in n)
     if b_norm == 0.0:
         raise VerificationError(
@@ -92,28 +90,31 @@ def verify_adapter(
     measured = heldout_loss(model, held, batch_size=batch_size, pad_id=pad_id)
     with model.disable_adapter():
         before = heldout_loss(model, held, batch_size=batch_size, pad_id=pad_id)
-    gap = abs(measured["batch_mean"] - claimed_loss) / max(abs(claimed_loss), 1e-8)
-    report = {
-        "claimed_eval_loss": claimed_loss,
-        "measured_eval_loss": measured["batch_mean"],
-        "measured_eval_loss_per_token": measured["token_mean"],
-        "base_eval_loss": before["batch_mean"],
-        "heldout_target_tokens": int(measured["tokens"]),
-        "relative_gap": gap,
-        "tolerance": tolerance,
-    }
-    if not all(math.isfinite(float(v)) for v in (claimed_loss, measured["batch_mean"])):
-        raise VerificationError(f"held-out loss is not finite (claimed {claimed_loss}, measured {measured})")
-    if gap > tolerance:
-        raise VerificationError(
-            f"checkpoint verification failed: the trainer claimed held-out loss {claimed_loss:.4f}, the adapter "
-            f"reloaded from {adapter_dir} measures {measured['batch_mean']:.4f} (relative gap {gap:.3f} > "
-            f"sft.verify_tolerance {tolerance}); the saved adapter is not the model that was evaluated"
-        )
+    report = compare_metrics(
+        {"eval_loss": claimed_loss},
+        {"eval_loss": measured["batch_mean"]},
+        tolerance=tolerance,
+        relative=True,
+        what=f"sft adapter {adapter_dir}",
+        rows=len(held),
+    )
+    if report_path is not None:
+        write_report(report_path, report)
+    report.raise_if_failed(
+        hint="the saved adapter is not the model that was evaluated (sft.verify_tolerance)"
+    )
     log.info(
         "SFT checkpoint verified: held-out loss claimed %.4f, measured %.4f (base %.4f)",
         claimed_loss,
         measured["batch_mean"],
         before["batch_mean"],
     )
-    return report
+    return {
+        "claimed_eval_loss": claimed_loss,
+        "measured_eval_loss": measured["batch_mean"],
+        "measured_eval_loss_per_token": measured["token_mean"],
+        "base_eval_loss": before["batch_mean"],
+        "heldout_target_tokens": int(measured["tokens"]),
+        "relative_gap": report.checks[0].gap,
+        "tolerance": tolerance,
+    }

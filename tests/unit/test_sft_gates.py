@@ -71,7 +71,7 @@ def test_non_finite_loss_aborts_at_the_first_logged_step(artifacts: Path, nan_mo
     with pytest.raises(TrainingAborted, match="step 1: non-finite"):
         sft_stage.run(cfg_for(nan_model), run, progress=False)
     assert not layout.sft_adapter(run).exists()
-    assert "non-finite" in (run / "sft" / "aborted" / "ABORTED.txt").read_text()
+    assert "non-finite" in (run / "sft" / "aborted" / "REASON.txt").read_text()
     assert read_manifest(run / "sft") is None
     assert '"loss": "nan"' in (run / "sft" / "metrics.jsonl").read_text()
 
