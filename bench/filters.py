@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import time
+from pathlib import Path
 
 from character.constitutions import load_constitution
 from character.filters import FilterContext, check
@@ -71,15 +72,16 @@ def make_reply(rng: random.Random, size: int = 1024) -> str:
     return text[: text.rfind(" ")] + "."
 
 
-def rate(texts: list[str], ctx: FilterContext, seconds: float) -> tuple[float, int]:
+def rate(texts: list[str], ctx: FilterContext, seconds: float) -> tuple[float, float, int]:
+    """(samples per wall second, samples per CPU second of this process, samples checked)."""
     n = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     deadline = start + seconds
     while time.perf_counter() < deadline:
         for t in texts:
             check(t, ctx)
         n += len(texts)
-    return n / (time.perf_counter() - start), n
+    return n / (time.perf_counter() - start), n / (time.process_time() - cpu), n
 
 
 def main() -> None:
@@ -97,17 +99,26 @@ def main() -> None:
     ctx = FilterContext(kind=args.kind, prompt="How do I boil an egg?", system_prompt=system)
 
     kept = sum(check(t, ctx).keep for t in clean)
-    caught = sum(not check(t, ctx).keep for t in dirty)
+    caught = sum(not (v := check(t, ctx)).keep or v.repaired for t in dirty)
     mixed = clean[:400] + dirty
     rng.shuffle(mixed)
     print(
         f"python {platform.python_version()}, kind={args.kind}, mean reply {sum(map(len, clean)) // len(clean)} chars"
     )
-    print(f"clean replies kept: {kept}/{len(clean)}; defective replies dropped: {caught}/{len(dirty)}")
+    print(
+        f"clean replies kept: {kept}/{len(clean)}; defective replies dropped or repaired: {caught}/{len(dirty)}"
+    )
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
     for name, texts in (("clean", clean), ("mixed 80/20", mixed)):
-        r, n = rate(texts, ctx, args.seconds)
-        print(f"{name:12s} {r:10,.0f} samples/s  ({n:,} checks)  target >= 20,000")
-    print(f"loadavg {open('/proc/loadavg').read().strip()} (CPU shared with other work)")
+        wall, cpu, n = rate(texts, ctx, args.seconds)
+        print(
+            f"{name:12s} {wall:9,.0f} samples/s wall, {cpu:9,.0f} samples/s per CPU-second "
+            f"({n:,} checks; target >= 20,000)"
+        )
+    load_after = Path("/proc/loadavg").read_text().split()[:3]
+    # Wall rate is what a stage sees on this machine now; the CPU-second rate discounts time the
+    # scheduler gave to other processes (both are slower on a loaded machine).
+    print(f"loadavg before {' '.join(load_before)}, after {' '.join(load_after)} ({os.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":

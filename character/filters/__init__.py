@@ -67,7 +67,7 @@ def is_refusal(text: str) -> bool:
 def check(text: str, ctx: FilterContext | None = None) -> Verdict:
     """Run every filter that applies to `ctx.kind`; the first failure decides. See REASONS."""
     ctx = ctx or _GENERIC
-    applies = ctx.applies
+    applies = ctx.active.__contains__
     original = text
 
     def drop(reason: str, detail: str) -> Verdict:

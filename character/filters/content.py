@@ -306,6 +306,8 @@ def find_system_leak(reply_shingles: set[tuple[bytes, ...]], system_prompt: str)
     if not sys_sh or not reply_shingles:
         return ""
     hits = reply_shingles & _system_keys(system_prompt)
+    if len(hits) < LEAK_LINE_HITS:
+        return ""
     if len(hits) >= LEAK_TOTAL:
         return f"{len(hits)} five-word spans copied from the system prompt"
     per_line = Counter(sys_sh[g] for g in hits)

@@ -124,6 +124,16 @@ class FilterContext:
     skip: frozenset[str] = field(default_factory=frozenset)
     """Reason ids not to check (on top of the kind's own skips)."""
 
+    # Resolved once in __post_init__ (check runs tens of thousands of times per second).
+    lo: int = field(init=False, repr=False, compare=False)
+    """Shortest visible reply kept, resolved."""
+    hi: int = field(init=False, repr=False, compare=False)
+    """Longest visible reply kept, resolved."""
+    min_left: int = field(init=False, repr=False, compare=False)
+    """Characters that must remain after a fake-turn cut, resolved."""
+    active: frozenset[str] = field(init=False, repr=False, compare=False)
+    """Reason ids this context checks."""
+
     def __post_init__(self) -> None:
         if self.kind not in KIND_DEFAULTS:
             raise ConfigError(f"filter kind {self.kind!r} is not known: use one of {', '.join(KINDS)}")
@@ -132,26 +142,24 @@ class FilterContext:
             raise ConfigError(
                 f"filter skip names unknown reasons {sorted(unknown)}: use ids from {', '.join(REASONS)}"
             )
+        d = KIND_DEFAULTS[self.kind]
+        resolved = {
+            "lo": d.min_chars if self.min_chars is None else self.min_chars,
+            "hi": d.max_chars if self.max_chars is None else self.max_chars,
+            "min_left": d.min_truncated_chars
+            if self.min_truncated_chars is None
+            else self.min_truncated_chars,
+            "active": frozenset(REASONS) - frozenset(self.skip) - d.skip,
+        }
+        for k, v in resolved.items():
+            object.__setattr__(self, k, v)
 
     @property
     def defaults(self) -> KindDefaults:
         return KIND_DEFAULTS[self.kind]
 
-    @property
-    def lo(self) -> int:
-        return self.defaults.min_chars if self.min_chars is None else self.min_chars
-
-    @property
-    def hi(self) -> int:
-        return self.defaults.max_chars if self.max_chars is None else self.max_chars
-
-    @property
-    def min_left(self) -> int:
-        d = self.defaults.min_truncated_chars
-        return d if self.min_truncated_chars is None else self.min_truncated_chars
-
     def applies(self, reason: str) -> bool:
-        return reason not in self.skip and reason not in self.defaults.skip
+        return reason in self.active
 
 
 @dataclass(frozen=True)

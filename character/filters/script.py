@@ -35,7 +35,6 @@ _OTHER = (  # scripts written with spaces: two letters in a row are a word fragm
 )
 _CYRILLIC = "\u0400-\u04ff"
 _GREEK = "\u0370-\u03ff"
-_ANY_FOREIGN = re.compile(f"[{_CJK}{_OTHER}{_CYRILLIC}{_GREEK}]")
 _FOREIGN = re.compile(f"[{_CJK}]+|[{_OTHER}]{{2,}}|[{_CYRILLIC}]{{2,}}|[{_GREEK}]{{4,}}")
 
 _SCRIPT_NAMES = (
@@ -91,12 +90,11 @@ def script_name(fragment: str) -> str:
 
 def find_foreign_script(text: str, prompt: str = "") -> str:
     """The first run of another script's letters in `text` (unless the prompt licenses it), or ""."""
-    if text.isascii() or _ANY_FOREIGN.search(_non_ascii(text)) is None:
+    # Gate on the non-ASCII characters alone: joining them can merge runs, never split one, so a text
+    # whose compact form has no foreign run has none either (maths' lone π and Σ stay below the bar).
+    if text.isascii() or _FOREIGN.search(_non_ascii(text)) is None:
         return ""
-    first = _ANY_FOREIGN.search(text)
-    if first is None:
-        return ""
-    m = _FOREIGN.search(text, first.start())
+    m = _FOREIGN.search(text)
     if m is None:
         return ""
     if prompt and (_FOREIGN.search(prompt) or _LANGUAGE_REQUEST.search(prompt)):
