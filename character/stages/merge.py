@@ -182,6 +182,35 @@ def merge_adapters(
     return record
 
 
+def default_output(cfg: RunConfig) -> Path:
+    """Where `character merge` puts a model made outside a run directory."""
+    from character import paths
+
+    return paths.models_dir() / registry.checkpoint_name(cfg.persona, "merged", cfg.name_suffix or None)
+
+
+def register_merged(cfg: RunConfig, out: Path, record: dict[str, Any], *, run_dir: Path | None) -> str:
+    name = registry.checkpoint_name(cfg.persona, "merged", cfg.name_suffix or None)
+    registry.register(
+        registry.Checkpoint(
+            name=name,
+            path=str(Path(out).resolve()),
+            persona=cfg.persona,
+            stage="merged",
+            base=record["base_path"],
+            run=str(Path(run_dir).resolve()) if run_dir else None,
+            kind="model",
+            metrics={
+                "dpo_weight": cfg.merge.dpo_weight,
+                "sft_weight": cfg.merge.sft_weight,
+                "max_abs_error": record["max_abs_error"],
+            },
+            verified=True,  # every touched matrix was read back and checked against the formula
+        )
+    )
+    return name
+
+
 def run(
     cfg: RunConfig,
     run_dir: Path,
@@ -218,20 +247,7 @@ def run(
         adapter_output=adapter_out,
         progress=progress,
     )
-    name = registry.checkpoint_name(cfg.persona, "merged", cfg.name_suffix or None)
-    registry.register(
-        registry.Checkpoint(
-            name=name,
-            path=str(out),
-            persona=cfg.persona,
-            stage="merged",
-            base=record["base_path"],
-            run=str(run_dir),
-            kind="model",
-            metrics={"dpo_weight": cfg.merge.dpo_weight, "sft_weight": cfg.merge.sft_weight},
-            verified=True,
-        )
-    )
+    name = register_merged(cfg, out, record, run_dir=run_dir)
     manifest.counts["touched_matrices"] = record["touched_matrices"]
     manifest.metrics["max_abs_error"] = record["max_abs_error"]
     manifest.outputs["model"] = str(out)

@@ -1,0 +1,134 @@
+"""`character train sft`: stage 3 on its own (the pipeline runner calls the same stage)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from character.commands.train_cmd import train_app
+
+
+def _run_of(dataset: Path) -> Path | None:
+    """The run directory an introspection file belongs to (RUN/introspect/introspection.jsonl), if any."""
+    d = dataset.resolve().parent
+    return d.parent if d.name == "introspect" and (d.parent / "resolved_config.toml").exists() else None
+
+
+@train_app.command("sft")
+def sft(
+    ctx: typer.Context,
+    persona: Annotated[
+        str | None, typer.Option("--persona", help="Persona being trained (sets `persona`).")
+    ] = None,
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            "--dataset",
+            help="Introspection JSONL ({id, kind, variant, messages} rows). Default: the newest run's "
+            "introspect/introspection.jsonl.",
+        ),
+    ] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option("--run", help="Run directory (receives sft/). Default: the run the dataset belongs to."),
+    ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base",
+            help="merged-dpo (train on RUN/dpo/merged, the paper's path) or base (train on models.student).",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Train on this model instead (a path or registry name); overrides --base."
+        ),
+    ] = None,
+    student: Annotated[
+        str | None, typer.Option("--student", help="models.student (used by --base base).")
+    ] = None,
+    lr: Annotated[float | None, typer.Option("--lr", "--learning-rate", help="sft.learning_rate")] = None,
+    epochs: Annotated[float | None, typer.Option("--epochs", help="sft.epochs (paper: 1)")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", help="sft.max_steps (-1: run the epochs)")
+    ] = None,
+    max_length: Annotated[
+        int | None, typer.Option("--max-length", help="sft.max_length tokens per row (paper: 3,072)")
+    ] = None,
+    rank: Annotated[int | None, typer.Option("--rank", help="lora.r (paper: 64)")] = None,
+    suffix: Annotated[
+        str | None,
+        typer.Option("--suffix", help="Checkpoint name suffix: {persona}_{suffix}_sft (name_suffix)."),
+    ] = None,
+    scale: Annotated[
+        str | None, typer.Option("--scale", help="Preset to apply (smoke-small, smoke-large, demo, paper).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="A TOML or YAML config file.")] = None,
+) -> None:
+    """Train the SFT LoRA on introspection data, verify it from disk, and register it.
+
+    TRL SFTTrainer + PEFT LoRA on the DPO-merged model (sft.base = merged-dpo, the paper's path) or the
+    base model. The loss covers assistant tokens only: every assistant turn of a self-interaction is a
+    target (content + end-of-turn token); the system prompt and every user turn are masked. Rows longer
+    than sft.max_length are cut after the last whole assistant turn that fits, or dropped, and counted.
+    Health gates stop a bad run at once (non-finite loss; after warm-up: loss ceiling, flat loss); an
+    aborted run exits 1 and keeps its adapter only under sft/aborted/. After saving, the adapter is
+    reloaded from disk and its held-out loss must match the trainer's (sft.verify_tolerance), then it
+    becomes sft/adapter and is registered as {persona}[_{suffix}]_sft.
+
+    Example: character train sft --persona remorseful --dataset artifacts/runs/remorseful_x/introspect/introspection.jsonl
+    """
+    from character import layout
+    from character.cli import console, options
+    from character.errors import UsageError
+    from character.runner import new_run_dir, write_config
+    from character.stages import sft as sft_stage
+
+    overrides = {
+        "persona": persona,
+        "name_suffix": suffix,
+        "models.student": student,
+        "sft.base": base,
+        "sft.learning_rate": lr,
+        "sft.epochs": epochs,
+        "sft.max_steps": max_steps,
+        "sft.max_length": max_length,
+        "lora.r": rank,
+    }
+    res = options(ctx).resolve(scale=scale, config=config, overrides=overrides)
+    cfg = res.config
+    if dataset is None:
+        from character.commands.generate_dpo import latest_run
+
+        src = (
+            run
+            if run is not None
+            else latest_run(cfg.persona, cfg.name_suffix, "introspect/introspection.jsonl")
+        )
+        if src is None:
+            raise UsageError(
+                f"no run of '{cfg.persona}' has introspect/introspection.jsonl: pass --dataset or run "
+                "`character generate introspection`"
+            )
+        dataset = layout.introspection_file(src)
+    if not dataset.exists():
+        raise UsageError(f"--dataset {dataset} does not exist")
+    run_dir = run or _run_of(dataset)
+    if run_dir is None:
+        run_dir = new_run_dir(cfg)
+        write_config(run_dir, cfg, res.sources)
+        console.print(f"new run directory: {run_dir}")
+    elif not run_dir.exists():
+        raise UsageError(f"--run {run_dir} does not exist; give an existing run directory or leave --run out")
+    console.print(f"SFT for '{cfg.persona}' on {dataset} in {run_dir} (config hash {res.hash()})")
+    m = sft_stage.run(cfg, Path(run_dir), progress=True, dataset=dataset, model=model)
+    c, mt = m.counts, m.metrics
+    console.print(
+        f"trained {mt['steps']} steps on {c['train_rows']} rows ({c['truncated']} cut to whole turns, "
+        f"{sum(m.dropped.values())} dropped); held-out loss {mt['measured_eval_loss']:.4f} "
+        f"(base {mt['base_eval_loss']:.4f}, trainer claimed {mt['claimed_eval_loss']:.4f}; verified from disk)"
+    )
+    console.print(f"checkpoint {m.extra['checkpoint_name']}: adapter {m.outputs['adapter']}")
