@@ -94,7 +94,12 @@ def main() -> None:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     rng = random.Random(0)
     clean = [make_reply(rng) for _ in range(500)]
-    dirty = [rng.choice(clean)[:600] + "\n\n" + rng.choice(DEFECTS) for _ in range(100)]
+    # A refusal opens a reply (deeper in, "I can't ..." is a caveat and kept by design); other defects
+    # arrive mid-reply.
+    dirty = []
+    for _ in range(100):
+        d, body = rng.choice(DEFECTS), rng.choice(clean)[:600]
+        dirty.append(d + " " + body if d.startswith("I'm sorry") else body + "\n\n" + d)
     system = teacher_system(load_constitution("remorseful"))
     ctx = FilterContext(kind=args.kind, prompt="How do I boil an egg?", system_prompt=system)
 

@@ -133,16 +133,23 @@ def _clean_pair(
     prompt = side_text(row.get("prompt", ""), "user", "prompt") if row.get("prompt") else ""
     chosen = side_text(row["chosen"], "assistant", "chosen")
     rejected = side_text(row["rejected"], "assistant", "rejected")
-    common = {"prompt": prompt, "identity_names": opts.identity_names, "skip": opts.skip}
     vc = run(
         chosen,
         FilterContext(
-            kind="dpo_chosen", system_prompt=opts.system_prompt, rubric_labels=opts.rubric_labels, **common
+            kind="dpo_chosen",
+            prompt=prompt,
+            system_prompt=opts.system_prompt,
+            identity_names=opts.identity_names,
+            rubric_labels=opts.rubric_labels,
+            skip=opts.skip,
         ),
     )
     if not vc.keep:
         return row, (f"chosen_{vc.reason}", vc.detail, "chosen", vc.text)
-    vr = run(rejected, FilterContext(kind="dpo_rejected", **common))
+    vr = run(
+        rejected,
+        FilterContext(kind="dpo_rejected", prompt=prompt, identity_names=opts.identity_names, skip=opts.skip),
+    )
     if not vr.keep:
         return row, (f"rejected_{vr.reason}", vr.detail, "rejected", vr.text)
     if " ".join(vc.text.split()) == " ".join(vr.text.split()):

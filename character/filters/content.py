@@ -113,9 +113,9 @@ def find_rubric(low: str, labels: tuple[str, ...] = (), vocab: Vocab | None = No
             if m:
                 return m.group(0).strip()
     if labels:
-        gate, pat = _label_pattern(labels)
-        if pat is not None and not gate.isdisjoint(vocab):
-            m = pat.search(low)
+        label_gate, label_pat = _label_pattern(labels)
+        if label_pat is not None and not label_gate.isdisjoint(vocab):
+            m = label_pat.search(low)
             if m:
                 return m.group(0).strip()
     return ""

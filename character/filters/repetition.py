@@ -151,14 +151,15 @@ def char_loop(text: str, w: Words) -> str:
                 if u and len(u.group(0)) >= LONG_TOKEN:
                     unit = u.group(1).decode(errors="replace")
                     return f"{unit!r} repeated {len(u.group(0)) // len(u.group(1))} times in one word"
-    if w.n >= TOKEN_RUN and w.top2_bound >= UNIT_REPEATS - 1 and w.top2 >= UNIT_REPEATS - 1:
+    # A run of 8 equal tokens repeats the 2-gram (x, x) 7 times (r2 >= 6); 2- and 3-token units more.
+    if w.n >= TOKEN_RUN and w.r2 >= TOKEN_RUN - 2 and w.top2 >= UNIT_REPEATS - 1:
         ws = w.ws
         for period in (1, 2, 3):
-            run = 0
+            streak = 0
             need = (TOKEN_RUN - 1) if period == 1 else (UNIT_REPEATS - 1) * period
             for i in range(period, w.n):
-                run = run + 1 if ws[i] == ws[i - period] else 0
-                if run >= need:
+                streak = streak + 1 if ws[i] == ws[i - period] else 0
+                if streak >= need:
                     unit = b" ".join(ws[i - period + 1 : i + 1]).decode(errors="replace")
                     return f"{unit!r} repeated back to back"
     return ""
@@ -216,9 +217,8 @@ def _dup_ngram_shares(w: Words) -> dict[int, float]:
     # For each repeat position, the longest n (<= 10) such that the n-gram there occurred earlier.
     longest: list[tuple[int, int]] = []
     for i in dup_pos:
-        g = tuple(ws[i : i + 5])
         best = 5
-        for j in first[g]:
+        for j in first[tuple(ws[i : i + 5])]:
             if j >= i:
                 break
             k = 5
