@@ -47,6 +47,12 @@ class BackendConfig(Section):
     """Device for the hf backend and for training; `auto` picks CUDA when present."""
     batch_size: int = Field(16, ge=1)
     """Sequences generated together by the hf backend (batch size is the first lever on CPU)."""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Weights dtype for the hf backend: `auto` = bf16 on CUDA, fp32 on CPU. bf16 on a CPU with AMX is faster but changes samples."""
+    cache: Literal["static", "dynamic"] = "static"
+    """KV cache of the hf backend: `static` preallocates it (about 2x faster on CPU than `dynamic`)."""
+    provider: Literal["auto", "vllm", "openai", "ollama", "transformers", "generic"] = "auto"
+    """Kind of OpenAI-compatible endpoint, for its capability map (unsupported knobs are dropped with a warning); `auto` guesses from base_url."""
     base_url: str = "http://127.0.0.1:8000/v1"
     """Endpoint of the openai backend (or where the managed vLLM server listens)."""
     api_key_env: str = "OPENAI_API_KEY"
@@ -57,6 +63,10 @@ class BackendConfig(Section):
     """Retries on 429/5xx/timeouts/connection errors, with exponential backoff and jitter."""
     timeout_s: float = Field(120.0, gt=0)
     """Per-request timeout in seconds."""
+    backoff_base_s: float = Field(0.5, ge=0)
+    """First retry waits up to this long; each further retry doubles the cap (full jitter)."""
+    backoff_max_s: float = Field(30.0, ge=0)
+    """Longest wait between two retries (also caps a server's Retry-After)."""
     vllm_python: str = "python3"
     """Interpreter of the separate environment that has vLLM (it cannot share trl's environment)."""
     vllm_extra_args: list[str] = []
@@ -76,6 +86,8 @@ class SamplingConfig(Section):
     """Repetition penalty for DPO pair generation (1.0 = off)."""
     max_new_tokens: int = Field(160, ge=1)
     """New tokens per reply when generating DPO pairs."""
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    """OpenAI-style frequency penalty (0 = off); subtracts penalty x count for each token already generated."""
     stop: list[str] = []
     """Extra stop strings; EOS and the fake-turn markers (\\nUser:, \\nAssistant:, ...) are always added."""
 

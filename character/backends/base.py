@@ -87,14 +87,21 @@ def make_backend(cfg: RunConfig, model: str, *, adapters: dict[str, str] | None 
         from character.backends.hf import HFBackend
 
         return HFBackend(
-            model, device=cfg.backend.device, batch_size=cfg.backend.batch_size, adapters=adapters
+            model,
+            device=cfg.backend.device,
+            batch_size=cfg.backend.batch_size,
+            adapters=adapters,
+            dtype=cfg.backend.dtype,
+            cache=cfg.backend.cache,
         )
     if kind == "openai":
-        from character.backends.openai import OpenAIBackend  # type: ignore[import-not-found]
+        from character.backends.openai import OpenAIBackend
 
-        return OpenAIBackend.from_config(cfg, model)
+        # A remote endpoint serves adapters under their names (e.g. vLLM --lora-modules); we only
+        # need the names to route requests, the paths live on the server.
+        return OpenAIBackend.from_config(cfg, model, adapters=list(adapters or {}))
     if kind == "vllm":
-        from character.backends.vllm import ManagedVLLM  # type: ignore[import-not-found]
+        from character.backends.vllm import ManagedVLLM
 
         return ManagedVLLM.from_config(cfg, model, adapters=adapters)
     raise ValueError(kind)

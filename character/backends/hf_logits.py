@@ -1,0 +1,81 @@
+"""Logits processors for the `hf` backend: an exact, faster nucleus (top-p) filter and an OpenAI-style
+frequency penalty (transformers has no frequency penalty of its own).
+
+transformers' `TopPLogitsWarper` sorts the whole vocabulary (49k entries for SmolLM2) for every row
+at every step, about 15 % of a CPU decode step at batch 8. The nucleus is almost always a few dozen
+tokens, so `FastTopP` takes the top `k` first and sorts only when those `k` do not hold `top_p` of the
+mass. It keeps exactly the tokens `TopPLogitsWarper` keeps (a token stays when the mass ranked above
+it is below `top_p`; at least one token always stays).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import LogitsProcessor
+
+
+class FastTopP(LogitsProcessor):
+    """Nucleus filter, same kept set as transformers' TopPLogitsWarper, without a full sort per step.
+
+    transformers runs custom processors before its temperature warper, so the nucleus is computed here
+    on `scores / temperature` (masking first and scaling after keeps the same tokens).
+    """
+
+    def __init__(self, top_p: float, temperature: float = 1.0, k: int = 256):
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        self.top_p = top_p
+        self.temperature = temperature if temperature > 0 else 1.0
+        self.k = k
+
+    def __call__(self, input_ids: Any, scores: torch.Tensor) -> torch.Tensor:
+        if self.top_p >= 1.0:
+            return scores
+        probs = (scores.float() / self.temperature).softmax(dim=-1)
+        k = min(self.k, scores.shape[-1])
+        top_probs, _ = probs.topk(k, dim=-1)
+        covered = top_probs.sum(dim=-1) >= self.top_p
+        out = scores.clone()
+        if covered.any():
+            rows = covered.nonzero(as_tuple=True)[0]
+            p = top_probs[rows]
+            # Mass ranked strictly above each candidate; a candidate stays while that is < top_p.
+            above = p.cumsum(dim=-1) - p
+            keep = above < self.top_p
+            keep[:, 0] = True
+            n_keep = keep.sum(dim=-1, keepdim=True)
+            threshold = p.gather(-1, n_keep - 1)
+            sub = out[rows]
+            out[rows] = sub.masked_fill(probs[rows] < threshold, -float("inf"))
+        if not covered.all():
+            rows = (~covered).nonzero(as_tuple=True)[0]
+            out[rows] = _full_sort_top_p(out[rows], probs[rows], self.top_p)
+        return out
+
+
+def _full_sort_top_p(scores: torch.Tensor, probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    sorted_probs, sorted_idx = torch.sort(probs, descending=False)
+    cum = sorted_probs.cumsum(dim=-1)
+    remove = cum <= (1 - top_p)
+    remove[..., -1:] = False
+    mask = remove.scatter(1, sorted_idx, remove)
+    return scores.masked_fill(mask, -float("inf"))
+
+
+class FrequencyPenalty(LogitsProcessor):
+    """Subtract `penalty x count` from each token's logit, counting only the generated tokens
+    (OpenAI's `frequency_penalty`; the prompt does not count)."""
+
+    def __init__(self, penalty: float, prompt_width: int):
+        self.penalty = penalty
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        generated = input_ids[:, self.prompt_width :]
+        if self.penalty == 0 or generated.shape[1] == 0:
+            return scores
+        counts = torch.zeros_like(scores)
+        counts.scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+        return scores - self.penalty * counts
