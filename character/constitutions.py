@@ -85,7 +85,9 @@ def parse_constitution(text: str, source: str) -> Constitution:
 def load_constitution(name_or_path: str) -> Constitution:
     """Load by persona name (from constitutions/hand-written/) or by path to a .yaml file."""
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") and p.exists():
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise UsageError(f"constitution file {p} does not exist")
         return parse_constitution(p.read_text(), str(p))
     path = constitution_path(name_or_path)
     if not path.exists():

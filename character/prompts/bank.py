@@ -127,7 +127,9 @@ def _persona_all(c: Constitution, expanded: Path | str | bool | None) -> tuple[l
                 train.append(Prompt(persona_id(c.name, ti, q), q, "persona", ti))
     path = _resolve_expanded(c, expanded)
     if path is not None:
-        for p in load_expanded(c, path):
+        expanded_rows = load_expanded(c, path)
+        log.info("persona '%s': %d expanded questions from %s", c.name, len(expanded_rows), path)
+        for p in expanded_rows:
             if _norm(p.text) in seen:
                 continue
             seen.add(_norm(p.text))
@@ -202,9 +204,11 @@ def dpo_prompt_pool(c: Constitution, n: int, seed: int, persona_share: float) ->
         raise UsageError(f"prompt pool size must be >= 0, got {n}")
     if not 0.0 <= persona_share <= 1.0:
         raise UsageError(f"persona_share must be between 0 and 1, got {persona_share}")
-    n_persona = round(n * persona_share)
-    n_generic = n - n_persona
     persona = persona_prompts(c)
+    n_persona = round(n * persona_share) if persona else 0
+    if not persona and persona_share > 0:
+        log.warning("constitution '%s' has no questions yet: the pool is all generic prompts", c.name)
+    n_generic = n - n_persona
     random.Random(f"pool:{seed}:{c.name}").shuffle(persona)
     chosen = _cycle(persona, n_persona)
     seen = {_norm(p.text) for p in persona}

@@ -65,6 +65,14 @@ def test_bad_names_are_refused(bad: str) -> None:
         load_constitution(bad)
 
 
+def test_load_by_path(tmp_path: Path) -> None:
+    f = tmp_path / "mine.yaml"
+    f.write_text(constitution_path("pirate").read_text())
+    assert load_constitution(str(f)).name == "pirate"
+    with pytest.raises(UsageError, match="does not exist"):
+        load_constitution(str(tmp_path / "missing.yaml"))
+
+
 def test_schema_errors_name_the_field() -> None:
     with pytest.raises(ConfigError, match="name"):
         parse_constitution("name: ../x\ntraits: [{trait: a, questions: [q]}]\n", "t.yaml")

@@ -208,3 +208,9 @@ def test_heldout_bank_not_in_any_shipped_constitution(name: str) -> None:
     c = load_constitution(name)
     qs = {" ".join(q.lower().split()) for q in c.questions()}
     assert not qs & {" ".join(q.lower().split()) for q in HELDOUT_PERSONA_PROMPTS}
+
+
+def test_dpo_pool_without_questions_is_all_generic(artifacts_dir) -> None:
+    c = Constitution(name="bare", traits=[{"trait": "I say hi.", "questions": []}])
+    pool = bank.dpo_prompt_pool(c, 20, seed=0, persona_share=0.5)
+    assert len(pool) == 20 and all(p.source == "generic" for p in pool)
