@@ -104,7 +104,12 @@ def import_constitution(
 
 def dump_constitution(c: Constitution) -> str:
     """YAML in the shipped layout: name, description, markers, opposites, cues, traits."""
-    data = {"name": c.name, "description": c.description, "markers": c.markers, "opposites": c.opposites}
+    data: dict[str, object] = {
+        "name": c.name,
+        "description": c.description,
+        "markers": c.markers,
+        "opposites": c.opposites,
+    }
     if c.cues:
         data["cues"] = c.cues
     data["traits"] = [{"trait": t.trait, "questions": t.questions} for t in c.traits]

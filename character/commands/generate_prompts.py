@@ -115,10 +115,11 @@ def prompts(
         cfg, c, out, tracker=tracker, per_trait=per_trait, max_rounds=rounds, max_new_tokens=max_new_tokens,
         traits=chosen,
     )  # fmt: skip
+    per_trait_counts = {str(k + 1): v for k, v in r.per_trait.items()}
     summary = {
         "persona": c.name,
         "per_trait_target": per_trait,
-        "per_trait": {str(k + 1): v for k, v in r.per_trait.items()},
+        "per_trait": per_trait_counts,
         "added": r.added,
         "rounds": r.rounds,
         "dropped": dict(r.dropped),
@@ -128,7 +129,7 @@ def prompts(
         "cost": tracker.totals(),
     }
     atomic_write_json(out.with_name(out.stem + ".summary.json"), summary)
-    counts = ", ".join(f"{k}:{v}" for k, v in summary["per_trait"].items())
+    counts = ", ".join(f"{k}:{v}" for k, v in per_trait_counts.items())
     drops = ", ".join(f"{k} {v}" for k, v in sorted(r.dropped.items(), key=lambda kv: -kv[1])) or "none"
     console.print(
         f"added {r.added} questions in {r.rounds} round(s) ({r.duration_s:.1f}s); per trait {counts}"
