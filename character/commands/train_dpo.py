@@ -1,0 +1,126 @@
+"""`character train dpo`: stage 1b on its own (the pipeline runner calls the same stage)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from character.commands.train_cmd import train_app
+
+
+def _run_of(dataset: Path) -> Path | None:
+    """The run directory a pairs file belongs to (RUN/distill/pairs.jsonl), if it is one."""
+    d = dataset.resolve().parent
+    return d.parent if d.name == "distill" and (d.parent / "resolved_config.toml").exists() else None
+
+
+@train_app.command("dpo")
+def dpo(
+    ctx: typer.Context,
+    persona: Annotated[
+        str | None, typer.Option("--persona", help="Persona being trained (sets `persona`).")
+    ] = None,
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            "--dataset",
+            help="Pairs JSONL (prompt/chosen/rejected message lists). Default: the newest run's distill/pairs.jsonl.",
+        ),
+    ] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option(
+            "--run",
+            help="Run directory (receives dpo/). Default: the run the dataset belongs to, else a new one.",
+        ),
+    ] = None,
+    student: Annotated[str | None, typer.Option("--student", help="Model to train (models.student).")] = None,
+    loss: Annotated[
+        str | None, typer.Option("--loss", help="sigmoid (+ NLL on chosen) or ipo (dpo.loss).")
+    ] = None,
+    lr: Annotated[float | None, typer.Option("--lr", "--learning-rate", help="dpo.learning_rate")] = None,
+    beta: Annotated[float | None, typer.Option("--beta", help="dpo.beta (IPO tau with --loss ipo)")] = None,
+    nll_weight: Annotated[
+        float | None, typer.Option("--nll-weight", help="dpo.nll_weight (paper: 0.1)")
+    ] = None,
+    epochs: Annotated[float | None, typer.Option("--epochs", help="dpo.epochs")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", help="dpo.max_steps (-1: run the epochs)")
+    ] = None,
+    max_length: Annotated[
+        int | None, typer.Option("--max-length", help="dpo.max_length (prompt + reply tokens)")
+    ] = None,
+    rank: Annotated[int | None, typer.Option("--rank", help="lora.r (paper: 64)")] = None,
+    suffix: Annotated[
+        str | None,
+        typer.Option("--suffix", help="Checkpoint name suffix: {persona}_{suffix}_dpo (name_suffix)."),
+    ] = None,
+    scale: Annotated[
+        str | None, typer.Option("--scale", help="Preset to apply (smoke-small, smoke-large, demo, paper).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="A TOML or YAML config file.")] = None,
+) -> None:
+    """Train a DPO LoRA adapter on pairs, verify it from disk, and merge it for the next stage.
+
+    TRL DPOTrainer + PEFT LoRA; the reference is the base model with the adapter disabled; loss sigmoid +
+    NLL on chosen (dpo.nll_weight) or ipo; cosine schedule with warm-up; fp32 on CPU, bf16 on GPU.
+    Every logged step goes to dpo/metrics.jsonl and the health gates stop a bad run at once (non-finite
+    values; after warm-up: high loss, low reward accuracy, zero margins, flat loss). An aborted run exits
+    1 and keeps its adapter only under dpo/aborted/. After saving, the adapter is reloaded from disk into
+    a fresh base and its held-out loss and reward accuracy must match the trainer's (dpo.verify_tolerance);
+    then it is merged exactly into dpo/merged and registered as {persona}[_{suffix}]_dpo.
+
+    Example: character train dpo --persona remorseful --dataset artifacts/runs/remorseful_x/distill/pairs.jsonl
+    """
+    from character import layout
+    from character.cli import console, options
+    from character.errors import UsageError
+    from character.runner import new_run_dir, write_config
+    from character.stages import dpo as dpo_stage
+
+    overrides = {
+        "persona": persona,
+        "name_suffix": suffix,
+        "models.student": student,
+        "dpo.loss": loss,
+        "dpo.learning_rate": lr,
+        "dpo.beta": beta,
+        "dpo.nll_weight": nll_weight,
+        "dpo.epochs": epochs,
+        "dpo.max_steps": max_steps,
+        "dpo.max_length": max_length,
+        "lora.r": rank,
+    }
+    res = options(ctx).resolve(scale=scale, config=config, overrides=overrides)
+    cfg = res.config
+    if dataset is None:
+        from character.commands.generate_dpo import latest_run
+
+        src_run = latest_run(cfg.persona, cfg.name_suffix, "distill/pairs.jsonl")
+        if src_run is None:
+            raise UsageError(
+                f"no run of '{cfg.persona}' has distill/pairs.jsonl: pass --dataset or run `character generate dpo`"
+            )
+        dataset = layout.pairs_file(src_run)
+    if not dataset.exists():
+        raise UsageError(f"--dataset {dataset} does not exist")
+    run_dir = run or _run_of(dataset)
+    if run_dir is None:
+        run_dir = new_run_dir(cfg)
+        write_config(run_dir, cfg, res.sources)
+        console.print(f"new run directory: {run_dir}")
+    elif not run_dir.exists():
+        raise UsageError(f"--run {run_dir} does not exist; give an existing run directory or leave --run out")
+    console.print(f"DPO for '{cfg.persona}' on {dataset} in {run_dir} (config hash {res.hash()})")
+    m = dpo_stage.run(cfg, Path(run_dir), progress=True, dataset=dataset)
+    c, mt = m.counts, m.metrics
+    console.print(
+        f"trained {c['steps']} steps on {c['train_pairs']} pairs ({c['dropped_prompt_too_long']} dropped: prompt "
+        f"reaches dpo.max_length); held-out {c['heldout_pairs']} pairs: loss {mt['measured']['eval_loss']:.4f}, "
+        f"reward accuracy {mt['measured']['eval_rewards/accuracies']:.2f} (verified from disk)"
+    )
+    console.print(
+        f"checkpoint {m.extra['checkpoint']}: adapter {m.outputs['adapter']}, merged {m.outputs['merged']}"
+    )
