@@ -237,7 +237,7 @@ class SFTConfig(Section):
     max_steps: int = Field(-1, ge=-1)
     """Stop after this many optimizer steps (-1: run the epochs)."""
     max_length: int = Field(1024, ge=16)
-    """Tokens per row (paper: 3,072); longer rows are dropped with a count."""
+    """Tokens per row (paper: 3,072); longer rows are cut after the last whole assistant turn that fits, or dropped, both counted."""
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     """Warm-up share of a cosine schedule."""
     logging_steps: int = Field(1, ge=1)
