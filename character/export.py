@@ -16,6 +16,7 @@ values), and only then renamed into place. Anything else gets a clear error with
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -94,6 +95,12 @@ def _permute(w: Any, n_head: int) -> Any:
 
 def _known_pre(tokens: list[str]) -> str | None:
     """llama.cpp's pre-tokenizer name for the embedded SmolLM2 vocabulary (read from its own GGUF)."""
+    ref = _embedded_vocab()
+    return ref[1] if ref is not None and list(ref[0]) == tokens else None
+
+
+@functools.lru_cache(maxsize=1)
+def _embedded_vocab() -> tuple[tuple[str, ...], str] | None:
     from character.models import find_gguf
 
     gguf_file = find_gguf()
@@ -102,12 +109,10 @@ def _known_pre(tokens: list[str]) -> str | None:
     from gguf import GGUFReader
 
     reader = GGUFReader(str(gguf_file))
-    field = reader.fields.get("tokenizer.ggml.tokens")
-    pre = reader.fields.get("tokenizer.ggml.pre")
-    if field is None or pre is None or len(field.data) != len(tokens):
+    field, pre = reader.fields.get("tokenizer.ggml.tokens"), reader.fields.get("tokenizer.ggml.pre")
+    if field is None or pre is None:
         return None
-    ref = field.contents()
-    return str(pre.contents()) if ref == tokens else None
+    return tuple(field.contents()), str(pre.contents())
 
 
 def export_gguf(
