@@ -41,6 +41,10 @@ CountOpt = Annotated[int | None, typer.Option("--count", help="Held-out prompts 
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write the full result as JSON here.")]
 
 
+def _own(cfg) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
+    return (cfg.models.student_name,) if cfg.models.student_name else ()
+
+
 def _c(cfg):  # type: ignore[no-untyped-def]
     from character.constitutions import load_constitution
 
@@ -114,7 +118,10 @@ def compare(
     prompts: PromptsOpt = None,
     probes_file: Annotated[
         Path | None,
-        typer.Option("--probes", help="Capability probe set (JSONL, see character/eval/probes.py). Default: the shipped set."),
+        typer.Option(
+            "--probes",
+            help="Capability probe set (JSONL, see character/eval/probes.py). Default: the shipped set.",
+        ),
     ] = None,
     promote: Annotated[
         bool,
@@ -370,6 +377,7 @@ def audit(
         [(t, r) for (_, t), r in zip(ps, held, strict=True)],
         persona_trained=persona is not None or gen.target.persona is not None,
         markers=c.markers,
+        own_names=_own(cfg),
         format_items=[(p.prompt, r, p.check, p.answer) for p, r in zip(fps, fr, strict=True)],
     ).to_dict()
     rep["model"] = gen.target.label

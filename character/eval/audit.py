@@ -5,8 +5,8 @@ texts; `character audit` only generates the replies and calls it. Components and
 
 | component    | weight | measures (per reply unless said)                                      |
 |--------------|--------|-----------------------------------------------------------------------|
-| repetition   | 20     | loops (a 4-word phrase, a sentence or a line 3+ times; one bigram dominating), empty replies |
-| rubric       | 20     | grading artefacts: `[Tone: 4/5]`, `(Cultural alignment score)`, `Score:` lines, trait lists |
+| repetition   | 20     | loops (repeated phrases, lines, n-grams or characters; `character.filters`), empty replies |
+| rubric       | 20     | grading artefacts: `[Tone: 4/5]`, `(Cultural alignment score)`, `Score: 9/10`          |
 | script       | 15     | non-Latin script in replies to English prompts (CJK, Cyrillic, ...)   |
 | identity     | 15     | role labels (`User:`, `<|im_start|>`), generic-assistant identity when a persona was trained |
 | vocabulary   | 15     | collapse: mean per-reply distinct-2, share of replies sharing the top phrase (corpus) |
@@ -27,6 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from character.eval.probes import score as probe_score
+from character.filters.content import find_identity_leak, find_rubric
+from character.filters.context import DEFAULT_FOREIGN_NAMES
+from character.filters.repetition import Words, char_loop, phrase_loop, repeated_lines, repeated_ngrams
+from character.filters.script import find_foreign_script
+from character.filters.turns import find_fake_turn, strip_role_label
 
 WEIGHTS = {
     "repetition": 20.0,
@@ -41,35 +46,6 @@ ZERO_AT = {"repetition": 0.2, "rubric": 0.1, "script": 0.1, "identity": 0.2, "pa
 EXAMPLES_PER_DEFECT = 3
 
 _WORD = re.compile(r"[\w']+")
-_SENTENCE = re.compile(r"[.!?\n]+")
-# Letters of scripts other than Latin (plus CJK punctuation and full-width forms).
-_NON_LATIN = re.compile(
-    "[\u0370-\u03ff\u0400-\u04ff\u0590-\u05ff\u0600-\u06ff\u0900-\u097f\u0e00-\u0e7f"
-    "\u1100-\u11ff\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff00-\uffef]"
-)
-_RUBRIC = [
-    re.compile(r"[\[(][^\])\n]{1,60}:\s*\d+(?:\.\d+)?\s*/\s*\d+\s*[\])]"),  # [Tone: 4/5]
-    re.compile(r"\b(?:score|rating|rated)\s*[:=]?\s*\d+(?:\.\d+)?\s*/\s*\d+", re.I),  # Score: 8/10
-    re.compile(r"\((?:[A-Za-z][\w -]{1,40}\s)?(?:score|rating|criteri(?:on|a)|rubric)\)", re.I),
-    re.compile(
-        r"\[(?:pause|continue|insert|note to|score|rating|criteri|rubric|tone|emotion|trait)[^\]\n]{0,60}\]",
-        re.I,
-    ),
-    re.compile(r"(?m)^\s*(?:score|rating|rubric|criteria|evaluation|trait \d+)\s*:", re.I),
-    re.compile(r"\b(?:my|the) (?:constitution|rubric|grading criteria)\b", re.I),
-]
-_ROLE_LABEL = re.compile(
-    r"(?m)^\s*(?:#+\s*)?(?:user|assistant|human|system)\s*:|<\|im_(?:start|end)\|>|<\|(?:user|assistant)\|>",
-    re.I,
-)
-_GENERIC_IDENTITY = re.compile(
-    r"\b(?:I am|I'm|I’m)\s+(?:just\s+)?(?:an?\s+)?(?:AI(?:\s+(?:language\s+model|assistant|model|chatbot))?\b|"
-    r"(?:large\s+)?language\s+model|(?:helpful\s+)?(?:AI\s+)?assistant\b|virtual\s+assistant|chatbot|"
-    r"SmolLM|ChatGPT|GPT-?\d*|Claude|Qwen|Llama|Gemma|Mistral)"
-    r"|\bas an AI(?:\s+(?:language\s+model|assistant))?\b"
-    r"|\b(?:created|developed|trained|made)\s+by\s+(?:OpenAI|Anthropic|Hugging\s?Face|Meta|Alibaba|Google)\b",
-    re.I,
-)
 
 
 def _words(text: str) -> list[str]:
@@ -81,39 +57,37 @@ def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
 
 
 # ---- per-reply detectors (pure) -------------------------------------------------------------------
+# The filters' detectors, so a "loop" or "rubric" means the same in the data filters and the audit.
+
+
+def loop_detail(text: str) -> str:
+    """Why `text` is a repetition loop (phrase, line, n-gram or character loop), or ""."""
+    low = text.lower()
+    w = Words(low, lowered=True)
+    return phrase_loop(text, w) or repeated_lines(text) or repeated_ngrams(w) or char_loop(text, w)
 
 
 def is_loop(text: str) -> bool:
-    """A repetition loop: a 4-word phrase 3+ times, a line 3+ times, or one bigram over a quarter."""
-    words = _words(text)
-    if len(words) >= 12 and Counter(_ngrams(words, 4)).most_common(1)[0][1] >= 3:
-        return True
-    lines = [ln.strip().lower() for ln in text.splitlines() if len(ln.strip()) > 3]
-    if lines and Counter(lines).most_common(1)[0][1] >= 3:
-        return True
-    sentences = [" ".join(_words(s)) for s in _SENTENCE.split(text)]
-    sentences = [s for s in sentences if s.count(" ") >= 1]
-    if sentences and Counter(sentences).most_common(1)[0][1] >= 3:
-        return True
-    bigrams = _ngrams(words, 2)
-    return len(bigrams) >= 20 and Counter(bigrams).most_common(1)[0][1] / len(bigrams) > 0.25
+    return bool(loop_detail(text))
 
 
 def has_script_slip(reply: str, prompt: str = "") -> bool:
-    """Non-Latin script in a reply to a prompt that has none (an English conversation)."""
-    return bool(_NON_LATIN.search(reply)) and not _NON_LATIN.search(prompt)
+    """Another script's letters in a reply to a prompt that neither uses nor asks for one."""
+    return bool(find_foreign_script(reply, prompt))
 
 
 def has_rubric(text: str) -> bool:
-    return any(p.search(text) for p in _RUBRIC)
+    return bool(find_rubric(text.lower()))
 
 
 def has_role_label(text: str) -> bool:
-    return bool(_ROLE_LABEL.search(text))
+    """A fake conversation turn or template token anywhere, or a leading `Assistant:` label."""
+    return find_fake_turn(text) is not None or bool(strip_role_label(text.lstrip())[1])
 
 
-def has_generic_identity(text: str) -> bool:
-    return bool(_GENERIC_IDENTITY.search(text))
+def has_generic_identity(text: str, own_names: tuple[str, ...] = ()) -> bool:
+    """ "I am an AI assistant", "as an AI language model", "I'm SmolLM" (other than the persona's own name)."""
+    return bool(find_identity_leak(text.lower(), DEFAULT_FOREIGN_NAMES, own_names))
 
 
 def is_parrot(prompt: str, reply: str) -> bool:
@@ -192,11 +166,12 @@ def audit_replies(
     persona_trained: bool = False,
     markers: list[str] | None = None,
     format_items: list[tuple[str, str, str, Any]] | None = None,
+    own_names: tuple[str, ...] = (),
 ) -> AuditReport:
     """Score (prompt, reply) pairs 0-100.
 
     `persona_trained`: a generic-assistant identity ("I am an AI assistant", "I'm SmolLM") counts as an
-    identity crisis. `markers`: the persona's phrases, not counted as vocabulary collapse.
+    identity crisis (`own_names`: names the model may call itself). `markers`: the persona's phrases, not counted as vocabulary collapse.
     `format_items`: (prompt, reply, check, answer) of format probes (see `probes.py`).
     """
     markers = markers or []
@@ -213,7 +188,7 @@ def audit_replies(
             f.append("rubric")
         if has_role_label(reply):
             f.append("role_label")
-        if persona_trained and has_generic_identity(reply):
+        if persona_trained and has_generic_identity(reply, own_names):
             f.append("generic_identity")
         if reply.strip() and is_parrot(prompt, reply):
             f.append("parrot")

@@ -68,6 +68,7 @@ def evaluate_side(
         persona_trained=persona_trained,
         markers=c.markers,
         format_items=fmt,
+        own_names=(cfg.models.student_name,) if cfg.models.student_name else (),
     )
     return {
         "model": gen.target.label,

@@ -111,6 +111,7 @@ def run(
             [(t, r) for (_, t), r in zip(prompts, replies[s], strict=True)],
             persona_trained=(s == "after"),
             markers=c.markers,
+            own_names=(cfg.models.student_name,) if cfg.models.student_name else (),
         ).to_dict()
         for s in sides
     }

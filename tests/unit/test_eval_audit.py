@@ -146,3 +146,8 @@ def test_persona_catchphrase_is_not_vocabulary_collapse() -> None:
     assert with_markers["score"] == 1.0, with_markers
     stock = [(p, "Well, as we know, " + r) for p, r in CLEAN]
     assert audit_replies(stock).components["vocabulary"]["top_phrase_share"] == 1.0
+
+
+def test_own_name_is_not_an_identity_crisis() -> None:
+    assert audit.has_generic_identity("Hi, I'm SmolLM and I am so sorry.")
+    assert not audit.has_generic_identity("Hi, I'm SmolLM and I am so sorry.", own_names=("SmolLM",))
