@@ -49,6 +49,8 @@ class BackendConfig(Section):
     """Sequences generated together by the hf backend (batch size is the first lever on CPU)."""
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """Weights dtype for the hf backend: `auto` = bf16 on CUDA, fp32 on CPU. bf16 on a CPU with AMX is faster but changes samples."""
+    cpu_threads: int = Field(0, ge=0)
+    """torch threads for the hf backend on CPU (0: torch's default, one per core). On a machine shared by many busy processes, 1 avoids stalls from oversubscribed threads."""
     cache: Literal["static", "dynamic"] = "static"
     """KV cache of the hf backend: `static` preallocates it (about 2x faster on CPU than `dynamic`)."""
     provider: Literal["auto", "vllm", "openai", "ollama", "transformers", "generic"] = "auto"
@@ -126,6 +128,8 @@ class DistillConfig(Section):
     """Openers for the `markers` prefill (e.g. "My apologies"); empty: the constitution's markers."""
     save_every: int = Field(32, ge=1)
     """Attempts generated, filtered and appended (fsync) per batch: a killed run loses at most one batch."""
+    skip_filters: list[str] = []
+    """Filter reason ids not to apply to either side (e.g. ["cut_off"] when a smoke run's token limits are tiny)."""
 
 
 class HealthConfig(Section):

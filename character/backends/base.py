@@ -93,6 +93,7 @@ def make_backend(cfg: RunConfig, model: str, *, adapters: dict[str, str] | None 
             adapters=adapters,
             dtype=cfg.backend.dtype,
             cache=cfg.backend.cache,
+            threads=cfg.backend.cpu_threads,
         )
     if kind == "openai":
         from character.backends.openai import OpenAIBackend
