@@ -240,6 +240,8 @@ class TurnEngine:
                         "detail": detail,
                         "text": raw,
                         "dropped_messages": dropped,
+                        "prompt_tokens": comp.prompt_tokens,
+                        "completion_tokens": comp.completion_tokens,
                     }
                 )
                 failed.append(c)

@@ -71,6 +71,15 @@ def truncations(inter_rows: list[Row]) -> int:
     return sum(1 for r in inter_rows for t in r["turns"] + r["rejected"] if t.get("dropped_messages"))
 
 
+def token_totals(refl_rows: list[Row], inter_rows: list[Row]) -> dict[str, int]:
+    """Prompt and completion tokens of every stored generation, this session's and earlier ones'."""
+    gens = list(refl_rows) + [t for r in inter_rows for t in r["turns"] + r["rejected"]]
+    return {
+        "prompt": sum(int(g.get("prompt_tokens", 0)) for g in gens),
+        "completion": sum(int(g.get("completion_tokens", 0)) for g in gens),
+    }
+
+
 def write(
     out: Path,
     refl_plan: SlotPlan,
@@ -92,6 +101,7 @@ def write(
         "targets": {refl.KIND: len(refl_plan.targets), inter.KIND: len(inter_plan.targets)},
         "attempts": {refl.KIND: len(refl_rows), inter.KIND: len(inter_rows)},
         "truncations": truncations(inter_rows),
+        "tokens": token_totals(refl_rows, inter_rows),
         **extra,
     }
     atomic_write_json(out / "stats.json", stats)

@@ -141,7 +141,7 @@ def run(
             backend.close()
         extra = {
             "generator": gen.describe(),
-            "tokens": {"prompt": tokens.prompt, "completion": tokens.completion} if tokens else {},
+            "session_tokens": {"prompt": tokens.prompt, "completion": tokens.completion} if tokens else {},
             "duration_s": round(time.time() - started, 3),
         }
         kept = outputs.write(
@@ -184,8 +184,11 @@ def run(
         "stats": str(out / STATS),
     }
     manifest.metrics = {kind: k.as_dict()["kept_rate"] for kind, k in ledger.kinds.items()}
-    manifest.tokens = tracker.stage_tokens(STAGE)
-    manifest.cost_usd = round(sum(m["usd"] for m in tracker.totals().get(STAGE, {}).values()), 6)
+    # Totals over everything on disk (a resumed run's earlier sessions included), not just this session.
+    model = backend.model if backend is not None else gen.model
+    totals = outputs.token_totals(refl_rows, inter_rows)
+    manifest.tokens = {model: totals}
+    manifest.cost_usd = round(tracker.price_of(model, totals["prompt"], totals["completion"]), 6)
     manifest.extra = {"generator": gen.describe(), "notes": gen.notes, "fingerprint": fp}
     write_manifest(out, manifest.finish())
     log.info("introspect done: %d rows -> %s", len(kept), layout.introspection_file(run_dir))

@@ -44,7 +44,75 @@ def healthy(n: int) -> str:
 
 
 LOOP = "333," * 120
-WORDS = ["river", "lantern", "copper", "meadow", "whisper", "orbit", "pebble", "harbor", "violet", "canyon", "ember", "quill", "saddle", "thistle", "marble", "falcon", "cinder", "willow", "beacon", "compass", "lagoon", "parchment", "glacier", "tundra", "walnut", "prism", "ferry", "chisel", "orchard", "summit", "bramble", "cobalt", "drizzle", "gazebo", "hammock", "igloo", "juniper", "kettle", "ladder", "mosaic", "nectar", "oyster", "paddle", "quarry", "ribbon", "sparrow", "trellis", "umbrella", "velvet", "wagon", "yarrow", "zephyr", "anchor", "bucket", "candle", "dolphin", "easel", "fiddle", "garnet", "hollow", "island", "jigsaw", "kayak", "lilac", "mitten", "nutmeg", "otter"]
+WORDS = [
+    "river",
+    "lantern",
+    "copper",
+    "meadow",
+    "whisper",
+    "orbit",
+    "pebble",
+    "harbor",
+    "violet",
+    "canyon",
+    "ember",
+    "quill",
+    "saddle",
+    "thistle",
+    "marble",
+    "falcon",
+    "cinder",
+    "willow",
+    "beacon",
+    "compass",
+    "lagoon",
+    "parchment",
+    "glacier",
+    "tundra",
+    "walnut",
+    "prism",
+    "ferry",
+    "chisel",
+    "orchard",
+    "summit",
+    "bramble",
+    "cobalt",
+    "drizzle",
+    "gazebo",
+    "hammock",
+    "igloo",
+    "juniper",
+    "kettle",
+    "ladder",
+    "mosaic",
+    "nectar",
+    "oyster",
+    "paddle",
+    "quarry",
+    "ribbon",
+    "sparrow",
+    "trellis",
+    "umbrella",
+    "velvet",
+    "wagon",
+    "yarrow",
+    "zephyr",
+    "anchor",
+    "bucket",
+    "candle",
+    "dolphin",
+    "easel",
+    "fiddle",
+    "garnet",
+    "hollow",
+    "island",
+    "jigsaw",
+    "kayak",
+    "lilac",
+    "mitten",
+    "nutmeg",
+    "otter",
+]
 
 
 def long_reply(n: int) -> str:
@@ -205,6 +273,10 @@ def test_resume_continues_exactly_without_duplicate_or_gap(tmp_path: Path, artif
     assert m.counts == {**m.counts, "reflections_kept": 20, "interactions_kept": 4}
     assert len({r["id"] for r in kept}) == len(kept) == 24
     assert len(refl_requests) >= 11
+    # token totals cover both sessions' stored generations (the crashed chunk was never stored)
+    assert m.tokens == {
+        "embedded": {"prompt": 50 * (10 + len(be.requests)), "completion": m.tokens["embedded"]["completion"]}
+    }
     # a third run has nothing left to generate and builds no backend
     m2 = introspect.run(
         cfg, tmp_path, progress=False, backend=ScriptedBackend(lambda r, n: pytest.fail("generated"))
