@@ -279,7 +279,7 @@ class Runner:
 
     def check_stages_available(self) -> None:
         last = STAGES.index(self.until) if self.until else len(STAGES) - 1
-        missing = [s for s in STAGES[: last + 1] if s not in self.table and s != "eval"]
+        missing = [s for s in STAGES[: last + 1] if s not in self.table]
         if missing:
             raise UsageError(
                 f"stage(s) {', '.join(missing)} not available: character/stages/<stage>.py is missing in "
@@ -452,9 +452,7 @@ class Runner:
         keys_now: dict[str, Any],
     ) -> None:
         d = sub.run_dir
-        fn = self.table.get(stage)
-        if fn is None:
-            from character.eval_fallback import run as fn  # marker rates until the eval stage lands
+        fn = self.table[stage]
         entries[stage] = {"status": "running", "keys": keys_now, "started_at": time.time()}
         write_state(d, state)
         log.info("%s: %s ...", sub.label, stage)
