@@ -170,7 +170,8 @@ def decide(
 ) -> tuple[str, list[str]]:
     """('promote' | 'reject', reasons). Every gate is listed, passed or not."""
     b, c = headline(baseline), headline(candidate)
-    fails, passes = [], []
+    fails: list[str] = []
+    passes: list[str] = []
 
     def gate(ok: bool, good: str, bad: str) -> None:
         (passes if ok else fails).append(good if ok else bad)

@@ -160,7 +160,7 @@ def win_rates(matches: list[Match], player: str, opponent: str) -> dict[str, Any
         x = np.column_stack([np.ones(n), np.tanh(d / sd)])
         beta = _logistic(x, y)
         lc = float(1.0 / (1.0 + math.exp(-beta[0])))
-    out = {
+    out: dict[str, Any] = {
         "n": n,
         "wins": int((y == 1).sum()),
         "ties": int((y == 0.5).sum()),

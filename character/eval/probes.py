@@ -120,16 +120,17 @@ def score_probes(probes: list[Probe], replies: list[str]) -> dict[str, Any]:
     """Accuracy overall and by kind, plus each item's verdict and full reply."""
     if len(probes) != len(replies):
         raise ValueError(f"{len(probes)} probes but {len(replies)} replies")
-    items = [
-        {"id": p.id, "kind": p.kind, "ok": score(p.check, p.answer, r), "reply": r}
-        for p, r in zip(probes, replies, strict=True)
+    oks = [score(p.check, p.answer, r) for p, r in zip(probes, replies, strict=True)]
+    items: list[dict[str, Any]] = [
+        {"id": p.id, "kind": p.kind, "ok": ok, "reply": r}
+        for p, ok, r in zip(probes, oks, replies, strict=True)
     ]
     by_kind: dict[str, list[bool]] = {}
-    for it in items:
-        by_kind.setdefault(it["kind"], []).append(it["ok"])
+    for p, ok in zip(probes, oks, strict=True):
+        by_kind.setdefault(p.kind, []).append(ok)
     return {
         "n": len(items),
-        "accuracy": round(sum(it["ok"] for it in items) / len(items), 4) if items else 0.0,
+        "accuracy": round(sum(oks) / len(oks), 4) if oks else 0.0,
         "by_kind": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_kind.items())},
         "items": items,
     }
