@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 CacheKind = Literal["static", "dynamic"]
 DTypeName = Literal["auto", "float32", "bfloat16"]
+# Stop-string criteria by (tokenizer, vocab size, stops), shared by every backend in the process.
+_STOP_CRITERIA: dict[tuple[Any, ...], Any] = {}
 
 
 class HFBackend:
@@ -78,7 +80,6 @@ class HFBackend:
             self.load_adapter(name, path)
         self.tokens = {"prompt": 0, "completion": 0}
         self.last_tokens_per_s = 0.0
-        self._stops_cache: dict[tuple[str, ...], Any] = {}
         log.info(
             "hf backend: %s on %s (%s), batch %d, %s cache, adapters %s",
             model,
@@ -211,9 +212,11 @@ class HFBackend:
         transformers' own cache misses because the vocab dict comes back in a different order each call."""
         from transformers import StoppingCriteriaList, StopStringCriteria
 
-        if stops not in self._stops_cache:
-            self._stops_cache[stops] = StopStringCriteria(self.tokenizer, list(stops))
-        return StoppingCriteriaList([self._stops_cache[stops]])
+        tok = self.tokenizer
+        key = (tok.name_or_path, len(tok), stops)
+        if key not in _STOP_CRITERIA:
+            _STOP_CRITERIA[key] = StopStringCriteria(tok, list(stops))
+        return StoppingCriteriaList([_STOP_CRITERIA[key]])
 
     def _completion(
         self, row: list[int], prompt_len: int, stops: list[str], req: GenerationRequest

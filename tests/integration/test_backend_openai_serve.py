@@ -1,0 +1,96 @@
+"""The openai backend and the managed-server machinery against a real `transformers serve` on
+loopback, serving the embedded model (one server per module: it takes ~5-20 s to start on 2 cores).
+
+Covers: start and health, the identity check (this server answers HTTP 500 on /v1/models offline, so
+the check falls back to the echoed model name and says so), a wrong expected model failing loudly,
+real completions with usage counts and finish reasons through the openai backend, a knob the endpoint
+rejects dropped with a warning, and stop with the port verified free."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from character.backends import GenerationRequest, SamplingParams
+from character.backends.openai import OpenAIBackend, RetryPolicy
+from character.backends.server import ManagedServer, free_port, port_is_free, transformers_serve_argv
+from character.errors import BackendError
+
+
+@pytest.fixture(scope="module")
+def serve(embedded_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedServer]:
+    port = free_port()
+    srv = ManagedServer(
+        transformers_serve_argv(str(embedded_model), host="127.0.0.1", port=port),
+        port=port,
+        name="transformers serve",
+        start_timeout_s=300,
+        env={"HF_HUB_OFFLINE": "1"},
+        log_path=tmp_path_factory.mktemp("serve") / "serve.log",
+    )
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        assert port_is_free("127.0.0.1", port)
+
+
+def client(serve: ManagedServer, model: str, **kw: object) -> OpenAIBackend:
+    return OpenAIBackend(
+        model,
+        base_url=serve.base_url,
+        provider="transformers",
+        concurrency=2,
+        timeout_s=240,
+        retry=RetryPolicy(max_retries=2, base_s=0.1, max_s=0.5),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_identity_check_falls_back_to_echo(
+    serve: ManagedServer, embedded_model: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        check = serve.verify_models([str(embedded_model)])
+    # transformers serve cannot list models without a hub cache: the check says how it was done.
+    assert check.method == "echo" and check.served == [str(embedded_model)]
+    assert "cannot list models" in caplog.text and "HTTP 500" in check.note
+    with pytest.raises(BackendError, match="refused a completion for 'some-other-model'"):
+        serve.verify_models(["some-other-model"])
+
+
+def test_completions_through_the_openai_backend(
+    serve: ManagedServer, embedded_model: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    b = client(serve, str(embedded_model))
+    reqs = [
+        GenerationRequest(
+            [{"role": "user", "content": "What is the capital of France?"}],
+            SamplingParams(temperature=0.7, max_new_tokens=12, n=2, seed=3, repetition_penalty=1.1),
+        ),
+        GenerationRequest(
+            [{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}],
+            SamplingParams(temperature=0.7, max_new_tokens=5, seed=4),
+        ),
+    ]
+    with caplog.at_level(logging.WARNING):
+        out = b.generate(reqs, progress=False)
+    assert [len(o) for o in out] == [2, 1]
+    for c in out[0]:
+        assert c.text and c.prompt_tokens > 10 and 0 < c.completion_tokens <= 12
+    [story] = out[1]
+    assert story.finish_reason == "length" and story.completion_tokens == 5
+    assert "repetition_penalty is dropped" in caplog.text  # never silently
+    assert b.tokens["completion"] == sum(c.completion_tokens for o in out for c in o)
+    assert b.retries == 0
+
+
+def test_stop_frees_the_port(serve: ManagedServer) -> None:
+    port = serve.port
+    serve.stop()
+    assert serve.proc is None and port_is_free("127.0.0.1", port)
+    serve.stop()  # idempotent: the module teardown calls it again
