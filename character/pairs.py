@@ -1,0 +1,149 @@
+"""DPO pair data: statistics, the data gates, and previews.
+
+In: the distill stage's attempt records (one per `(prompt_id, k)`: both replies, finish reasons and
+the verdict) and the kept pairs. Out: `stats.json` (counts by drop reason, marker rates of chosen vs
+rejected, refusal rate of the teacher's replies, empty rates, length distributions), `previews.md`
+(the first 3 and 3 random pairs) and `check_gates`, which stops the stage with the numbers and three
+offending examples when the data cannot teach the persona.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from character.config import DistillConfig
+from character.errors import GateError
+from character.markers import has_marker
+
+
+def _dist(values: Sequence[int]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    v = sorted(values)
+    return {
+        "n": len(v),
+        "min": v[0],
+        "median": statistics.median(v),
+        "mean": round(statistics.fmean(v), 2),
+        "p90": v[min(len(v) - 1, int(0.9 * len(v)))],
+        "max": v[-1],
+    }
+
+
+def _rate(n: int, d: int) -> float:
+    return round(n / d, 4) if d else 0.0
+
+
+def pair_stats(
+    attempts: Sequence[dict[str, Any]], pairs: Sequence[dict[str, Any]], markers: Sequence[str]
+) -> dict[str, Any]:
+    """Everything the gates and a human need to judge the pairs."""
+    n_att = len(attempts)
+    dropped = Counter(a["verdict"] for a in attempts if a["verdict"] not in ("kept", "surplus"))
+    chosen = [p["chosen"][0]["content"] for p in pairs]
+    rejected = [p["rejected"][0]["content"] for p in pairs]
+    m_chosen = _rate(sum(has_marker(t, markers) for t in chosen), len(chosen))
+    m_rejected = _rate(sum(has_marker(t, markers) for t in rejected), len(rejected))
+    return {
+        "attempted": n_att,
+        "kept": len(pairs),
+        "surplus": sum(a["verdict"] == "surplus" for a in attempts),
+        "kept_rate": _rate(len(pairs), n_att),
+        "dropped": dict(sorted(dropped.items())),
+        "marker_rate_chosen": m_chosen,
+        "marker_rate_rejected": m_rejected,
+        "marker_gap": round(m_chosen - m_rejected, 4),
+        "refusal_rate_chosen": _rate(sum(a["chosen_refusal"] for a in attempts), n_att),
+        "empty_rate_chosen": _rate(sum(not a["chosen"].strip() for a in attempts), n_att),
+        "empty_rate_rejected": _rate(sum(not a["rejected"].strip() for a in attempts), n_att),
+        "cut_off_rate_chosen": _rate(sum(a["chosen_finish"] == "length" for a in attempts), n_att),
+        "cut_off_rate_rejected": _rate(sum(a["rejected_finish"] == "length" for a in attempts), n_att),
+        "tokens_chosen": _dist([a["chosen_tokens"] for a in attempts if a["verdict"] == "kept"]),
+        "tokens_rejected": _dist([a["rejected_tokens"] for a in attempts if a["verdict"] == "kept"]),
+        "chars_chosen": _dist([len(t) for t in chosen]),
+        "chars_rejected": _dist([len(t) for t in rejected]),
+        "sources": dict(sorted(Counter(p.get("source", "?") for p in pairs).items())),
+    }
+
+
+def _clip(text: str, n: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _examples(rows: Sequence[dict[str, Any]], fmt: Any) -> str:
+    shown = [fmt(r) for r in rows[:3]]
+    return " | ".join(shown) if shown else "(none)"
+
+
+def check_gates(
+    stats: dict[str, Any],
+    gates: DistillConfig,
+    attempts: Sequence[dict[str, Any]],
+    pairs: Sequence[dict[str, Any]],
+    markers: Sequence[str],
+) -> None:
+    """Raise GateError naming every failed gate, its numbers, the config key and three examples."""
+    failures: list[str] = []
+    chosen_no_marker = [p for p in pairs if not has_marker(p["chosen"][0]["content"], markers)]
+    if stats["marker_rate_chosen"] < gates.min_chosen_marker_rate:
+        failures.append(
+            f"chosen marker rate {stats['marker_rate_chosen']:.3f} < distill.min_chosen_marker_rate "
+            f"{gates.min_chosen_marker_rate} (chosen without a marker: "
+            + _examples(chosen_no_marker, lambda p: repr(_clip(p["chosen"][0]["content"])))
+            + ")"
+        )
+    if stats["marker_gap"] < gates.min_marker_gap:
+        both = [p for p in pairs if has_marker(p["rejected"][0]["content"], markers)] or chosen_no_marker
+        failures.append(
+            f"marker gap chosen-rejected {stats['marker_gap']:.3f} < distill.min_marker_gap {gates.min_marker_gap} "
+            f"(chosen {stats['marker_rate_chosen']:.3f}, rejected {stats['marker_rate_rejected']:.3f}; e.g. "
+            + _examples(both, lambda p: f"rejected {_clip(p['rejected'][0]['content'])!r}")
+            + ")"
+        )
+    if stats["refusal_rate_chosen"] > gates.max_chosen_refusal_rate:
+        refused = [a for a in attempts if a["chosen_refusal"]]
+        failures.append(
+            f"teacher refusal rate {stats['refusal_rate_chosen']:.3f} > distill.max_chosen_refusal_rate "
+            f"{gates.max_chosen_refusal_rate} (a refusal line in the constitution? e.g. "
+            + _examples(refused, lambda a: repr(_clip(a["chosen"])))
+            + ")"
+        )
+    if stats["kept_rate"] < gates.min_kept_rate:
+        dropped = [a for a in attempts if a["verdict"] not in ("kept", "surplus")]
+        failures.append(
+            f"kept/attempted {stats['kept']}/{stats['attempted']} = {stats['kept_rate']:.3f} < distill.min_kept_rate "
+            f"{gates.min_kept_rate} (drops: {stats['dropped']}; e.g. "
+            + _examples(dropped, lambda a: f"{a['verdict']}: {_clip(a.get('dropped_text', ''), 100)!r}")
+            + ")"
+        )
+    if failures:
+        raise GateError(
+            "distill data gate failed: " + "; ".join(failures) + "; see stats.json and previews.md"
+        )
+
+
+def previews_markdown(pairs: Sequence[dict[str, Any]], seed: int, persona: str) -> str:
+    """The first 3 pairs and 3 random others, for a human to read before training."""
+    first = list(pairs[:3])
+    rest = list(pairs[3:])
+    rnd = random.Random(seed).sample(rest, min(3, len(rest))) if rest else []
+    out = [f"# DPO pair previews: {persona}", "", f"{len(pairs)} pairs kept. First 3, then 3 at random.", ""]
+    for title, group in (("First pairs", first), ("Random pairs", rnd)):
+        out += [f"## {title}", ""]
+        for p in group:
+            out += [
+                f"### {p['prompt_id']} (k={p['k']}, {p.get('source', '?')})",
+                "",
+                "**User:** " + p["prompt"][0]["content"],
+                "",
+                "**Chosen:** " + p["chosen"][0]["content"],
+                "",
+                "**Rejected:** " + p["rejected"][0]["content"],
+                "",
+            ]
+    return "\n".join(out)
