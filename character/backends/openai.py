@@ -30,7 +30,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from http.client import HTTPException
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from character.backends.base import FAKE_TURN_STOPS, Completion, GenerationRequest, cut_at_stop
 from character.backends.capabilities import (
@@ -294,7 +294,7 @@ class OpenAIBackend:
             text = (ch.get("message") or {}).get("content") or ""
             text, cut = cut_at_stop(text, stops)
             reason = ch.get("finish_reason")
-            finish = "length" if (reason == "length" and not cut) else "stop"
+            finish: Literal["stop", "length"] = "length" if (reason == "length" and not cut) else "stop"
             # One usage block covers all choices: the prompt is each sample's prompt, the completion
             # tokens are shared out so that the sum over samples is what the endpoint billed.
             share = completion // k + (1 if j < completion % k else 0)
