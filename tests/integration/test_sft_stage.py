@@ -22,7 +22,6 @@ from character.merging import load_adapter, merge_into_model
 from character.records import write_jsonl
 from character.stages import merge as merge_stage
 from character.stages import sft as sft_stage
-from character.stages.merge import merge_adapters
 from tests.unit.test_merging import make_adapter, reference_delta, weights
 
 pytestmark = pytest.mark.slow
@@ -141,20 +140,15 @@ def test_sft_three_steps_verify_then_merge(run_dir: Path, embedded_model: Path) 
         assert (got[key].double() - expected).abs().max().item() < 1e-5, key
     assert registry.get("remorseful_merged").kind == "model"
     assert (run_dir / "merge" / "adapter" / "adapter_config.json").exists()
+    assert_generates_like_live_adapters(embedded_model, layout.dpo_adapter(run_dir), adapter, out)
 
 
-def test_merged_embedded_model_generates_like_base_with_both_adapters(
-    embedded_model: Path, tmp_path: Path
-) -> None:
+def assert_generates_like_live_adapters(base_dir: Path, dpo: Path, sft: Path, merged_dir: Path) -> None:
+    """Greedy tokens of the merged model == base with both adapters live, SFT scaled to 0.25 (PEFT's own code)."""
     from peft import PeftModel
     from peft.tuners.lora import LoraLayer
 
-    dpo = make_adapter(embedded_model, tmp_path / "dpo", r=4, alpha=8, seed=11, std=0.02)
-    sft = make_adapter(embedded_model, tmp_path / "sft", r=8, alpha=16, seed=12, std=0.02)
-    merge_adapters(
-        base=str(embedded_model), dpo=dpo, sft=sft, dpo_weight=1.0, sft_weight=0.25, output=tmp_path / "m"
-    )
-    tok = AutoTokenizer.from_pretrained(embedded_model)
+    tok = AutoTokenizer.from_pretrained(base_dir)
     ids = tok.apply_chat_template(
         [{"role": "user", "content": "What matters most to you?"}],
         add_generation_prompt=True,
@@ -162,22 +156,24 @@ def test_merged_embedded_model_generates_like_base_with_both_adapters(
         return_dict=True,
     )["input_ids"]
     live = PeftModel.from_pretrained(
-        AutoModelForCausalLM.from_pretrained(embedded_model, dtype=torch.float32), dpo, adapter_name="dpo"
+        AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32), dpo, adapter_name="dpo"
     )
     live.load_adapter(str(sft), adapter_name="sft")
     live.base_model.set_adapter(["dpo", "sft"])
     for mod in live.modules():
         if isinstance(mod, LoraLayer) and "sft" in mod.scaling:
             mod.set_scale("sft", 0.25)
-    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "m", dtype=torch.float32)
-    base = AutoModelForCausalLM.from_pretrained(embedded_model, dtype=torch.float32)
-    kw = {"max_new_tokens": 20, "do_sample": False, "pad_token_id": tok.pad_token_id}
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
+    kw = {"max_new_tokens": 16, "do_sample": False, "pad_token_id": tok.pad_token_id}
     with torch.inference_mode():
         want = live.generate(input_ids=ids, **kw)[0, ids.shape[1] :].tolist()
         got = merged.generate(input_ids=ids, **kw)[0, ids.shape[1] :].tolist()
-        plain = base.generate(input_ids=ids, **kw)[0, ids.shape[1] :].tolist()
+        live_logits = live(input_ids=ids).logits
+        gap = (merged(input_ids=ids).logits - live_logits).abs().max().item()
+        with live.disable_adapter():
+            moved = (live(input_ids=ids).logits - live_logits).abs().max().item()
     assert got == want
-    assert plain != want  # the adapters matter, so equality above is not trivially true
+    assert gap < 1e-3 and moved > 10 * gap  # the adapters change the logits far more than the merge error
 
 
 def test_sft_needs_the_dpo_model_or_says_how_to_get_it(artifacts: Path) -> None:
