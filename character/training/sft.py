@@ -273,7 +273,8 @@ def build_trainer(
         peft_config=lora_config(cfg.lora),
         callbacks=callbacks,
     )
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    model_in_training: Any = trainer.model
+    trainable = sum(int(p.numel()) for p in model_in_training.parameters() if p.requires_grad)
     if trainable == 0:
         raise ConfigError(f"lora.target_modules = {cfg.lora.target_modules!r} leaves no trainable parameters")
     log.info(
