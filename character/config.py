@@ -59,6 +59,8 @@ class BackendConfig(Section):
     """Endpoint of the openai backend (or where the managed vLLM server listens)."""
     api_key_env: str = "OPENAI_API_KEY"
     """Name of the environment variable holding the API key. The key itself is never stored or logged."""
+    verify_model: bool = True
+    """Before the first request, check the endpoint serves the model (and adapters) by /v1/models, or by the name a completion echoes when it cannot list them."""
     concurrency: int = Field(8, ge=1)
     """Requests in flight at once on the openai backend."""
     max_retries: int = Field(6, ge=0)

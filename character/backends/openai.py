@@ -40,6 +40,7 @@ from character.backends.capabilities import (
     rejected_field,
     without,
 )
+from character.backends.server import ModelCheck, verify_models
 from character.errors import BackendError, ConfigError
 from character.progress import progress_bar
 
@@ -87,6 +88,7 @@ class OpenAIBackend:
         retry: RetryPolicy | None = None,
         adapters: list[str] | None = None,
         require_key: bool | None = None,
+        verify_model: bool = True,
     ):
         self.model = model
         self.base_url = base_url.rstrip("/")
@@ -105,6 +107,8 @@ class OpenAIBackend:
                 f"backend.api_key_env: environment variable {api_key_env} is not set; export the API key "
                 f"for {self.base_url} in {api_key_env} (it is never stored or logged)"
             )
+        self.verify_model = verify_model
+        self.model_check: ModelCheck | None = None
         self.tokens = {"prompt": 0, "completion": 0}
         self.retries = 0
         self.last_tokens_per_s = 0.0
@@ -125,7 +129,17 @@ class OpenAIBackend:
             timeout_s=b.timeout_s,
             retry=RetryPolicy(b.max_retries, b.backoff_base_s, b.backoff_max_s),
             adapters=adapters,
+            verify_model=b.verify_model,
         )
+
+    def check_model(self) -> ModelCheck:
+        """Before the first request: the endpoint must serve this model and its adapters (a stale
+        server answering for another model is worse than no server). Done once per backend."""
+        if self.model_check is None:
+            self.model_check = verify_models(
+                self.base_url, [self.model, *self.adapters], request_json=self.request_json, exact=False
+            )
+        return self.model_check
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r}, provider={self.provider!r})"
@@ -141,6 +155,7 @@ class OpenAIBackend:
             "api_key_set": self.__key is not None,
             "dropped_knobs": sorted(self._warned),
             "retries": self.retries,
+            "model_check": self.model_check.as_dict() if self.model_check else None,
         }
 
     # -- HTTP -------------------------------------------------------------------------------------
@@ -318,6 +333,8 @@ class OpenAIBackend:
         return got
 
     def generate(self, requests: list[GenerationRequest], *, progress: bool = True) -> list[list[Completion]]:
+        if self.verify_model and requests:
+            self.check_model()
         results: list[list[Completion] | None] = [None] * len(requests)
         total = sum(r.params.n for r in requests)
         t0 = time.perf_counter()

@@ -194,8 +194,11 @@ def _same_model(echoed: str, expected: str) -> bool:
     return echoed == expected or echoed.split("@", 1)[0] == expected
 
 
-def verify_models(base_url: str, expected: Sequence[str], *, request_json: Any = None) -> ModelCheck:
-    """Fail loudly unless `base_url` serves exactly the `expected` model ids.
+def verify_models(
+    base_url: str, expected: Sequence[str], *, request_json: Any = None, exact: bool = True
+) -> ModelCheck:
+    """Fail loudly unless `base_url` serves exactly the `expected` model ids (with `exact=False`: at
+    least them, for shared endpoints such as hosted APIs that list many models).
 
     `request_json(method, path, body)` is the caller's HTTP function (the openai backend's, so the API
     key is sent and scrubbed the same way); without one, plain unauthenticated HTTP is used.
@@ -218,9 +221,9 @@ def verify_models(base_url: str, expected: Sequence[str], *, request_json: Any =
         return ModelCheck(
             "echo", _verify_by_echo(base_url, want, call), sorted(want), f"/v1/models failed: {reason}"
         )
-    if sorted(served) != sorted(want):
+    if (sorted(served) != sorted(want)) if exact else not set(want) <= set(served):
         missing = sorted(set(want) - set(served))
-        extra = sorted(set(served) - set(want))
+        extra = sorted(set(served) - set(want)) if exact else []
         raise BackendError(
             f"{base_url} serves {served}, expected exactly {sorted(want)} (missing {missing}, unexpected "
             f"{extra}); a stale or different server is listening: stop it or fix backend.base_url"

@@ -145,6 +145,7 @@ class ManagedVLLM:
         )
         client = OpenAIBackend.from_config(cfg, model, adapters=list(adapters), base_url=server.base_url)
         client.provider, client.caps = "vllm", _vllm_caps()
+        client.verify_model = False  # the managed server checks the exact list itself, after start
         return cls(server, client, [model, *adapters])
 
     def start(self) -> None:

@@ -34,6 +34,7 @@ class FakeServer:
         self.bodies: list[dict[str, Any]] = []
         self.reject_fields: set[str] = set()
         self.ignore_n = False
+        self.serve_as: str | None = None  # answer as another model (a stale server)
         self.lock = threading.Lock()
         outer = self
 
@@ -86,7 +87,7 @@ class FakeServer:
                 self._send(
                     200,
                     {
-                        "model": body["model"],
+                        "model": outer.serve_as or body["model"],
                         "choices": choices,
                         "usage": {"prompt_tokens": 10, "completion_tokens": 4 * n},
                     },
@@ -153,7 +154,7 @@ def test_retries_exhausted_is_a_clear_error(server: FakeServer) -> None:
 
 def test_connection_refused_is_retried_then_fails() -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
-    b = backend(url, retry=RetryPolicy(max_retries=1, base_s=0.0, max_s=0.0))
+    b = backend(url, retry=RetryPolicy(max_retries=1, base_s=0.0, max_s=0.0), verify_model=False)
     with pytest.raises(BackendError, match="connection error"):
         b.generate(reqs(["x"]), progress=False)
     assert b.retries == 1
@@ -225,3 +226,14 @@ def test_unknown_adapter_is_an_error(server: FakeServer) -> None:
     r.adapter = "dpo"
     b.generate([r], progress=False)
     assert server.bodies[-1]["model"] == "dpo"
+
+
+def test_wrong_model_is_caught_before_any_request(server: FakeServer) -> None:
+    server.serve_as = "some-other-model"
+    b = backend(server.url)
+    with pytest.raises(BackendError, match="answered a request for 'm' as 'some-other-model'"):
+        b.generate(reqs(["real prompt"]), progress=False)
+    assert server.calls["real prompt"] == 0
+    server.serve_as = None
+    b.generate(reqs(["real prompt"]), progress=False)
+    assert b.describe()["model_check"]["method"] == "echo"  # this fake cannot list models either
