@@ -19,7 +19,8 @@ def _latest_run(persona: str, suffix: str) -> Path | None:
         (p for p in paths.runs_dir().glob(f"{name}_*") if p.is_dir()), key=lambda p: p.stat().st_mtime
     )
     with_dpo = [p for p in runs if (p / "dpo" / "merged").exists() or (p / "dpo" / "adapter").exists()]
-    return (with_dpo or runs or [None])[-1]
+    pick = with_dpo or runs
+    return pick[-1] if pick else None
 
 
 @generate_app.command("introspection")

@@ -10,27 +10,28 @@ attempt of every slot that is not done", fewest attempts first, until `limit` at
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 Row = dict[str, Any]
+Slot = Any  # a hashable tuple: (prompt_index, sample_index) or (variant, conv_index)
 
 
 @dataclass
 class SlotPlan:
-    targets: list[Hashable]
-    slot_of: Callable[[Row], Hashable]
+    targets: list[Slot]
+    slot_of: Callable[[Row], Slot]
     limit: int = 0
-    kept: dict[Hashable, Row] = field(default_factory=dict)
-    attempts: dict[Hashable, int] = field(default_factory=dict)
+    kept: dict[Slot, Row] = field(default_factory=dict)
+    attempts: dict[Slot, int] = field(default_factory=dict)
     total_attempts: int = 0
 
     @classmethod
     def build(
         cls,
-        targets: Sequence[Hashable],
-        slot_of: Callable[[Row], Hashable],
+        targets: Sequence[Slot],
+        slot_of: Callable[[Row], Slot],
         rows: Sequence[Row],
         factor: float,
     ) -> SlotPlan:
@@ -49,16 +50,16 @@ class SlotPlan:
             return True
         return False
 
-    def next_attempt(self, slot: Hashable) -> int:
+    def next_attempt(self, slot: Slot) -> int:
         return self.attempts.get(slot, 0)
 
-    def pending(self) -> list[Hashable]:
+    def pending(self) -> list[Slot]:
         """Target slots without a kept row: fewest attempts first, then in target order."""
         order = {s: i for i, s in enumerate(self.targets)}
         todo = [s for s in self.targets if s not in self.kept]
         return sorted(todo, key=lambda s: (self.attempts.get(s, 0), order[s]))
 
-    def next_chunk(self, size: int) -> list[Hashable]:
+    def next_chunk(self, size: int) -> list[Slot]:
         """Up to `size` pending slots, never past the attempt limit."""
         room = self.limit - self.total_attempts
         return self.pending()[: max(0, min(size, room))]

@@ -225,7 +225,7 @@ def _reflections(
         bar.advance(plan.done)
         while chunk := plan.next_chunk(s.chunk_size):
             reseed(cfg.seed, refl.KIND, plan.total_attempts)
-            prompts = [REFLECTION_PROMPTS[p] for p, _ in chunk]  # type: ignore[misc]
+            prompts = [REFLECTION_PROMPTS[p] for p, _ in chunk]
             outs = backend.generate(
                 [refl.request(p, system, params, gen.adapter) for p in prompts], progress=False
             )
@@ -242,7 +242,7 @@ def _reflections(
                         comp,
                         fixed if keep else text,
                         (keep, reason, detail),
-                    )  # type: ignore[arg-type]
+                    )
                 )
             store.append(new)
             rows.extend(new)
@@ -299,7 +299,7 @@ def _interactions(
         bar.advance(plan.done)
         while chunk := plan.next_chunk(s.chunk_size):
             convs = []
-            for v, i in chunk:  # type: ignore[misc]
+            for v, i in chunk:
                 n = plan.next_attempt((v, i))
                 convs.append(inter.Conversation(v, i, n, inter.pick_greeting(pools[v], cfg.seed, (v, i), n)))
             reseed(cfg.seed, inter.KIND, plan.total_attempts)
