@@ -420,3 +420,45 @@ def test_cli_flags_are_cli_overrides_and_partial_data_needs_resume(artifacts: Pa
     again = CliRunner().invoke(app, [*args, *flags, "--run", str(run)])
     assert again.exit_code == 2
     assert "--resume" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+
+
+def _thinking(r: GenerationRequest, n: int) -> str:
+    return f"<think>plan {n}: be kind</think>{healthy(n)}"
+
+
+def test_think_blocks_kept_in_reflections_stripped_in_interactions_by_default(
+    tmp_path: Path, artifacts: Path
+) -> None:
+    cfg = _cfg(reflections=2, interactions=1, turns=1, kill_check_every=1000)
+    be = ScriptedBackend(_thinking)
+    introspect.run(cfg, tmp_path, progress=False, backend=be)  # type: ignore[arg-type]
+    rows = read_jsonl(tmp_path / "introspect" / "introspection.jsonl")
+    refl_text = [r["messages"][-1]["content"] for r in rows if r["kind"] == "reflection"]
+    inter_text = [m["content"] for r in rows if r["kind"] == "interaction" for m in r["messages"][1:]]
+    assert all(t.startswith("<think>plan") for t in refl_text)
+    assert inter_text and not any("<think>" in t for t in inter_text)
+
+
+def test_think_flags_flip_both_defaults_and_the_partner_never_sees_reasoning(
+    tmp_path: Path, artifacts: Path
+) -> None:
+    cfg = _cfg(
+        reflections=2,
+        interactions=1,
+        turns=2,
+        kill_check_every=1000,
+        strip_think_reflection=True,
+        keep_think_interaction=True,
+    )
+    be = ScriptedBackend(_thinking)
+    introspect.run(cfg, tmp_path, progress=False, backend=be)  # type: ignore[arg-type]
+    rows = read_jsonl(tmp_path / "introspect" / "introspection.jsonl")
+    assert not any("<think>" in r["messages"][-1]["content"] for r in rows if r["kind"] == "reflection")
+    conv = next(r for r in rows if r["kind"] == "interaction")["messages"][1:]
+    assert all(m["content"].startswith("<think>") for m in conv if m["role"] == "assistant")
+    assert not any("<think>" in m["content"] for m in conv if m["role"] == "user")
+    # what each copy was shown of its partner never holds the partner's reasoning
+    inter_requests = [r for r in be.requests if "another instance of you" in r.messages[0]["content"]]
+    assert inter_requests and not any(
+        "<think>" in m["content"] for r in inter_requests for m in r.messages[1:]
+    )
