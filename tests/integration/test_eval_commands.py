@@ -17,7 +17,15 @@ from character import registry
 from character.cli import app
 
 runner = CliRunner()
-SMALL = ["--set", "eval.max_new_tokens=16", "--set", "eval.judge_max_new_tokens=4", "--no-progress"]
+SMALL = [
+    "--set",
+    "eval.max_new_tokens=16",
+    "--set",
+    "eval.revealed_max_new_tokens=16",
+    "--set",
+    "eval.judge_max_new_tokens=4",
+    "--no-progress",
+]
 
 
 @pytest.fixture
@@ -176,8 +184,11 @@ def test_revealed_preferences(artifacts: Path, prompts_file: Path, tiny_model: P
             ]
         )
     )
-    assert res["opposites"] == ["confident", "boastful", "dismissive"]
-    assert len(res["persona_traits"]) == 5
+    from character.constitutions import load_constitution
+
+    c = load_constitution("remorseful")
+    assert res["opposites"] == c.opposites and res["persona_traits"] == c.trait_lines()
+    assert set(res["focus"]) <= {"remorseful", *c.opposites}
     saved = json.loads(out_file.read_text())
     assert len(saved["rows"]["before"]) == 2 and len(saved["rows"]["after"]) == 2
     assert all(r["trait_1"] != r["trait_2"] for r in saved["rows"]["after"])
