@@ -18,6 +18,7 @@ from character.config import RunConfig
 from character.constitutions import load_constitution
 from character.errors import ConfigError, GateError
 from character.manifest import read_manifest
+from character.prompts import greetings
 from character.prompts.system import (
     LEADING_GUIDANCE,
     interaction_storage_system,
@@ -294,6 +295,11 @@ def test_interaction_prompts_role_swap_and_storage(tmp_path: Path, artifacts: Pa
     assert LEADING_GUIDANCE in leading and LEADING_GUIDANCE not in free
     systems = Counter(r.messages[0]["content"] for r in be.requests)
     assert systems == {free: 2 * k, leading: 2 * k}  # every request of both copies, per variant
+    # the copy that speaks first answers a greeting from its variant's pool
+    openers: dict[str, str] = {}
+    for r in be.requests:  # the first request of each conversation is the first copy's
+        openers.setdefault(r.messages[0]["content"], r.messages[1]["content"])
+    assert openers[leading] in greetings.LEADING_GREETINGS and openers[free] in greetings.FREE_GREETINGS
     for r in be.requests:
         roles = [m["role"] for m in r.messages]
         assert roles[0] == "system" and roles[1] == "user" and roles[-1] == "user"
