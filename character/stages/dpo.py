@@ -59,7 +59,10 @@ def _quiet_libraries(progress: bool) -> None:
 
     transformers.utils.logging.disable_progress_bar()
     if not progress:
+        import huggingface_hub.utils
+
         datasets.disable_progress_bars()
+        huggingface_hub.utils.disable_progress_bars()
 
 
 def _abort(sd: Path, trainer: Any, tokenizer: Any, reason: str) -> Path:
