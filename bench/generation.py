@@ -8,7 +8,8 @@ including EOS, never the padding after it) per wall-clock second. Rows:
   raw/static    `model.generate(cache_implementation="static")`.
   hf/<cache>    `HFBackend.generate` (stop strings, fast top-p, token accounting) with that cache.
   hf/bf16       the backend with bf16 weights on CPU (opt-in: backend.dtype = "bfloat16").
-  cb/generate_batch   transformers' continuous batching (`model.generate_batch`), all prompts at once.
+  cb/generate_batch   transformers' continuous batching (`model.generate_batch`, paged cache bounded to
+                256 blocks), all prompts at once; batch size does not apply.
 
 Rows run round-robin for --repeat rounds, so a change in machine load hits every row alike; the
 summary gives the median rate and the median of per-round ratios. The load average is printed next
@@ -108,7 +109,7 @@ def run_backend(backend: HFBackend, convs, max_new: int, seed: int) -> tuple[int
 
 
 def run_generate_batch(model, tok, convs, max_new: int) -> tuple[int, float]:
-    from transformers import GenerationConfig
+    from transformers import ContinuousBatchingConfig, GenerationConfig
 
     encoded = [encode(tok, c, add_generation_prompt=True) for c in convs]
     cfg = GenerationConfig(
@@ -121,9 +122,17 @@ def run_generate_batch(model, tok, convs, max_new: int) -> tuple[int, float]:
         pad_token_id=tok.pad_token_id,
     )
     t0 = time.perf_counter()
-    with torch.inference_mode():
-        outs = model.generate_batch(inputs=encoded, generation_config=cfg, max_new_tokens=max_new)
+    # Not under inference_mode: the batching loop runs in its own thread and updates its tensors in
+    # place, which inference tensors forbid (every request then fails).
+    # Bounded cache: left to size itself on CPU it claimed ~10 GB and got OOM-killed on a 23 GB machine.
+    cb = ContinuousBatchingConfig(num_blocks=256, max_batch_tokens=1024)
+    outs = model.generate_batch(
+        inputs=encoded, generation_config=cfg, continuous_batching_config=cb, max_new_tokens=max_new
+    )
     dt = time.perf_counter() - t0
+    failed = [o.error for o in outs.values() if o.error]
+    if failed:
+        raise SystemExit(f"generate_batch: {len(failed)} requests failed: {failed[0]}")
     return sum(real_tokens(list(o.generated_tokens), tok.eos_token_id) for o in outs.values()), dt
 
 
@@ -136,9 +145,7 @@ def measure(
         variant = row.split("/")[1]
         if variant not in backends:
             if variant == "bf16":
-                backends[variant] = HFBackend(
-                    "embedded", device="cpu", batch_size=batch, dtype="bfloat16", cache="dynamic"
-                )
+                backends[variant] = HFBackend("embedded", device="cpu", batch_size=batch, dtype="bfloat16")
             else:
                 backends[variant] = HFBackend(
                     "embedded", device="cpu", batch_size=batch, model_obj=model, tokenizer=tok, cache=variant

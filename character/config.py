@@ -51,8 +51,8 @@ class BackendConfig(Section):
     """Weights dtype for the hf backend: `auto` = bf16 on CUDA, fp32 on CPU. bf16 on a CPU with AMX is faster but changes samples."""
     cpu_threads: int = Field(0, ge=0)
     """torch threads for the hf backend on CPU (0: torch's default, one per core). On a machine shared by many busy processes, 1 avoids stalls from oversubscribed threads."""
-    cache: Literal["static", "dynamic"] = "static"
-    """KV cache of the hf backend: `static` preallocates it (about 2x faster on CPU than `dynamic`)."""
+    cache: Literal["auto", "static", "dynamic"] = "auto"
+    """KV cache of the hf backend: `static` preallocates it; `auto` = static, except bf16 on CPU (dynamic: the static path is far slower there)."""
     provider: Literal["auto", "vllm", "openai", "ollama", "transformers", "generic"] = "auto"
     """Kind of OpenAI-compatible endpoint, for its capability map (unsupported knobs are dropped with a warning); `auto` guesses from base_url."""
     base_url: str = "http://127.0.0.1:8000/v1"

@@ -9,10 +9,10 @@ are cut from the text; a sequence that stopped on a string does not count the pa
 PEFT adapters load on the base model by name (`load_adapter`), any number of them; each request
 names one or none, and the base runs with every adapter disabled.
 
-Speed on CPU (bench/generation.py, technical-reports/002): the static KV cache avoids re-allocating
-the cache at every step (about 2x over the dynamic cache for SmolLM2-135M at batch 8), and `FastTopP`
-avoids sorting the whole vocabulary per step. Batch size is still the first lever. CUDA runs in bf16,
-CPU in fp32 unless `dtype` says otherwise.
+Speed on CPU (bench/generation.py, technical-reports/002-generation-throughput.md): stop-string
+tables are built once per process (transformers rebuilds them on every call, ~5 s), `FastTopP`
+avoids sorting the whole vocabulary per step, and batch size is the first lever. CUDA runs in bf16,
+CPU in fp32 unless `dtype` says otherwise (bf16 on an AMX CPU is 2-3x faster but changes samples).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from character.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-CacheKind = Literal["static", "dynamic"]
+CacheKind = Literal["auto", "static", "dynamic"]
 DTypeName = Literal["auto", "float32", "bfloat16"]
 # Stop-string criteria by (tokenizer, vocab size, stops), shared by every backend in the process.
 _STOP_CRITERIA: dict[tuple[Any, ...], Any] = {}
@@ -49,16 +49,15 @@ class HFBackend:
         model_obj: Any = None,
         tokenizer: Any = None,
         dtype: DTypeName = "auto",
-        cache: CacheKind = "static",
+        cache: CacheKind = "auto",
         threads: int = 0,
     ):
         if batch_size < 1:
             raise ConfigError(f"backend.batch_size must be >= 1, got {batch_size}")
-        if cache not in ("static", "dynamic"):
-            raise ConfigError(f"backend.cache must be 'static' or 'dynamic', got {cache!r}")
+        if cache not in ("auto", "static", "dynamic"):
+            raise ConfigError(f"backend.cache must be 'auto', 'static' or 'dynamic', got {cache!r}")
         self.model = model
         self.batch_size = batch_size
-        self.cache: CacheKind = cache
         self.tokenizer = tokenizer or load_tokenizer(model)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
@@ -75,6 +74,7 @@ class HFBackend:
             # Process-wide: torch has one intra-op pool. Oversubscribed threads on a busy machine spin
             # at barriers while preempted; one thread per process can be an order of magnitude faster.
             torch.set_num_threads(threads)
+        self.cache = _pick_cache(cache, self.device.type, str(self.dtype))
         self.adapters: list[str] = []
         for name, path in (adapters or {}).items():
             self.load_adapter(name, path)
@@ -86,7 +86,7 @@ class HFBackend:
             self.device,
             str(self.dtype).replace("torch.", ""),
             batch_size,
-            cache,
+            self.cache,
             self.adapters or "none",
         )
 
@@ -241,6 +241,16 @@ class HFBackend:
 
     def close(self) -> None:
         self.lm = None
+
+
+def _pick_cache(cache: str, device: str, dtype: str) -> str:
+    """`auto`: static, except bf16 on CPU, where the static cache hit a path ~10x slower than the
+    dynamic one (technical-reports/002)."""
+    if cache != "auto":
+        if cache == "static" and device == "cpu" and "bfloat16" in dtype:
+            log.warning("backend.cache = 'static' with bf16 on CPU is very slow here; 'auto' picks 'dynamic'")
+        return cache
+    return "dynamic" if (device == "cpu" and "bfloat16" in dtype) else "static"
 
 
 class _null:
