@@ -8,18 +8,7 @@ from typing import Annotated
 import typer
 
 from character.commands.generate_cmd import generate_app
-
-
-def latest_run(persona: str, suffix: str, needs: str) -> Path | None:
-    """The newest run directory of this persona that holds `needs` (a path inside the run), or None."""
-    from character import paths
-
-    name = persona + (f"_{suffix}" if suffix else "")
-    runs = sorted(
-        (p for p in paths.runs_dir().glob(f"{name}_*") if (p / needs).exists()),
-        key=lambda p: p.stat().st_mtime,
-    )
-    return runs[-1] if runs else None
+from character.commands.run_dirs import ConfigOpt, ScaleOpt, latest_run, open_run_dir
 
 
 @generate_app.command("dpo")
@@ -70,10 +59,8 @@ def dpo(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run's distill data exactly where it stopped.")
     ] = False,
-    scale: Annotated[
-        str | None, typer.Option("--scale", help="Preset to apply (smoke-small, smoke-large, demo, paper).")
-    ] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="A TOML or YAML config file.")] = None,
+    scale: ScaleOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Generate DPO pairs: the teacher answers with the constitution, the student without it.
 
@@ -90,7 +77,6 @@ def dpo(
     from character import layout
     from character.cli import console, options
     from character.errors import UsageError
-    from character.runner import new_run_dir, write_config
     from character.stages import distill
 
     overrides = {
@@ -114,12 +100,7 @@ def dpo(
             raise UsageError(
                 f"--resume: no run of '{cfg.persona}' has distill data; give --run or leave out --resume"
             )
-    if run_dir is None:
-        run_dir = new_run_dir(cfg)
-        write_config(run_dir, cfg, res.sources)
-        console.print(f"new run directory: {run_dir}")
-    elif not run_dir.exists():
-        raise UsageError(f"--run {run_dir} does not exist; give an existing run directory or leave --run out")
+    run_dir = open_run_dir(run_dir, cfg, res.sources)
     pairs_path = output or layout.pairs_file(run_dir)
     attempts = Path(run_dir) / "distill" / "attempts.jsonl"
     started = any(p.exists() and p.stat().st_size for p in (pairs_path, attempts))

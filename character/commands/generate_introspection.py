@@ -8,19 +8,16 @@ from typing import Annotated
 import typer
 
 from character.commands.generate_cmd import generate_app
+from character.commands.run_dirs import ConfigOpt, ScaleOpt, latest_run, open_run_dir
 
 
 def _latest_run(persona: str, suffix: str) -> Path | None:
-    """The newest run directory of this persona (preferring one with a DPO model), or None."""
-    from character import paths
-
-    name = persona + (f"_{suffix}" if suffix else "")
-    runs = sorted(
-        (p for p in paths.runs_dir().glob(f"{name}_*") if p.is_dir()), key=lambda p: p.stat().st_mtime
+    """The newest run of this persona with a DPO model, else the newest run at all."""
+    return (
+        latest_run(persona, suffix, "dpo/merged")
+        or latest_run(persona, suffix, "dpo/adapter")
+        or latest_run(persona, suffix, ".")
     )
-    with_dpo = [p for p in runs if (p / "dpo" / "merged").exists() or (p / "dpo" / "adapter").exists()]
-    pick = with_dpo or runs
-    return pick[-1] if pick else None
 
 
 @generate_app.command("introspection")
@@ -68,10 +65,8 @@ def introspection(
             "--resume", help="Continue the introspect/ data already in the run (no duplicate, no gap)."
         ),
     ] = False,
-    scale: Annotated[
-        str | None, typer.Option("--scale", help="Preset to apply (smoke-small, smoke-large, demo, paper).")
-    ] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="A TOML or YAML config file.")] = None,
+    scale: ScaleOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Write self-reflections and self-interactions with the DPO model, filtered as they are generated.
 
@@ -88,7 +83,6 @@ def introspection(
     from character.cli import console, options
     from character.errors import UsageError
     from character.manifest import read_manifest
-    from character.runner import new_run_dir, write_config
     from character.stages import introspect
 
     overrides = {
@@ -102,13 +96,7 @@ def introspection(
     }
     res = options(ctx).resolve(scale=scale, config=config, overrides=overrides)
     cfg = res.config
-    run_dir = run or _latest_run(cfg.persona, cfg.name_suffix)
-    if run_dir is None:
-        run_dir = new_run_dir(cfg)
-        write_config(run_dir, cfg, res.sources)
-        console.print(f"new run directory: {run_dir}")
-    elif not run_dir.exists():
-        raise UsageError(f"--run {run_dir} does not exist; give an existing run directory or leave --run out")
+    run_dir = open_run_dir(run or _latest_run(cfg.persona, cfg.name_suffix), cfg, res.sources)
     out = Path(run_dir) / "introspect"
     has_data = out.exists() and any(
         (out / f).exists() and (out / f).stat().st_size for f in ("reflections.jsonl", "interactions.jsonl")

@@ -65,7 +65,7 @@ def merge(
     """
     from character import registry
     from character.cli import console, options
-    from character.commands.generate_dpo import latest_run
+    from character.commands.run_dirs import latest_run
     from character.errors import UsageError
     from character.runner import saved_config
     from character.stages import merge as merge_stage

@@ -7,13 +7,16 @@ from typing import Annotated
 
 import typer
 
+from character.commands.run_dirs import (
+    ConfigOpt,
+    RankOpt,
+    ScaleOpt,
+    StudentOpt,
+    latest_run,
+    open_run_dir,
+    run_of,
+)
 from character.commands.train_cmd import train_app
-
-
-def _run_of(dataset: Path) -> Path | None:
-    """The run directory a pairs file belongs to (RUN/distill/pairs.jsonl), if it is one."""
-    d = dataset.resolve().parent
-    return d.parent if d.name == "distill" and (d.parent / "resolved_config.toml").exists() else None
 
 
 @train_app.command("dpo")
@@ -36,7 +39,7 @@ def dpo(
             help="Run directory (receives dpo/). Default: the run the dataset belongs to, else a new one.",
         ),
     ] = None,
-    student: Annotated[str | None, typer.Option("--student", help="Model to train (models.student).")] = None,
+    student: StudentOpt = None,
     loss: Annotated[
         str | None, typer.Option("--loss", help="sigmoid (+ NLL on chosen) or ipo (dpo.loss).")
     ] = None,
@@ -52,15 +55,13 @@ def dpo(
     max_length: Annotated[
         int | None, typer.Option("--max-length", help="dpo.max_length (prompt + reply tokens)")
     ] = None,
-    rank: Annotated[int | None, typer.Option("--rank", help="lora.r (paper: 64)")] = None,
+    rank: RankOpt = None,
     suffix: Annotated[
         str | None,
         typer.Option("--suffix", help="Checkpoint name suffix: {persona}_{suffix}_dpo (name_suffix)."),
     ] = None,
-    scale: Annotated[
-        str | None, typer.Option("--scale", help="Preset to apply (smoke-small, smoke-large, demo, paper).")
-    ] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="A TOML or YAML config file.")] = None,
+    scale: ScaleOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Train a DPO LoRA adapter on pairs, verify it from disk, and merge it for the next stage.
 
@@ -77,7 +78,6 @@ def dpo(
     from character import layout
     from character.cli import console, options
     from character.errors import UsageError
-    from character.runner import new_run_dir, write_config
     from character.stages import dpo as dpo_stage
 
     overrides = {
@@ -96,8 +96,6 @@ def dpo(
     res = options(ctx).resolve(scale=scale, config=config, overrides=overrides)
     cfg = res.config
     if dataset is None:
-        from character.commands.generate_dpo import latest_run
-
         src_run = latest_run(cfg.persona, cfg.name_suffix, "distill/pairs.jsonl")
         if src_run is None:
             raise UsageError(
@@ -106,13 +104,7 @@ def dpo(
         dataset = layout.pairs_file(src_run)
     if not dataset.exists():
         raise UsageError(f"--dataset {dataset} does not exist")
-    run_dir = run or _run_of(dataset)
-    if run_dir is None:
-        run_dir = new_run_dir(cfg)
-        write_config(run_dir, cfg, res.sources)
-        console.print(f"new run directory: {run_dir}")
-    elif not run_dir.exists():
-        raise UsageError(f"--run {run_dir} does not exist; give an existing run directory or leave --run out")
+    run_dir = open_run_dir(run or run_of(dataset, "distill"), cfg, res.sources)
     console.print(f"DPO for '{cfg.persona}' on {dataset} in {run_dir} (config hash {res.hash()})")
     m = dpo_stage.run(cfg, Path(run_dir), progress=True, dataset=dataset)
     c, mt = m.counts, m.metrics

@@ -7,13 +7,15 @@ from typing import Annotated
 
 import typer
 
+from character.commands.run_dirs import (
+    ConfigOpt,
+    RankOpt,
+    ScaleOpt,
+    latest_run,
+    open_run_dir,
+    run_of,
+)
 from character.commands.train_cmd import train_app
-
-
-def _run_of(dataset: Path) -> Path | None:
-    """The run directory an introspection file belongs to (RUN/introspect/introspection.jsonl), if any."""
-    d = dataset.resolve().parent
-    return d.parent if d.name == "introspect" and (d.parent / "resolved_config.toml").exists() else None
 
 
 @train_app.command("sft")
@@ -58,15 +60,13 @@ def sft(
     max_length: Annotated[
         int | None, typer.Option("--max-length", help="sft.max_length tokens per row (paper: 3,072)")
     ] = None,
-    rank: Annotated[int | None, typer.Option("--rank", help="lora.r (paper: 64)")] = None,
+    rank: RankOpt = None,
     suffix: Annotated[
         str | None,
         typer.Option("--suffix", help="Checkpoint name suffix: {persona}_{suffix}_sft (name_suffix)."),
     ] = None,
-    scale: Annotated[
-        str | None, typer.Option("--scale", help="Preset to apply (smoke-small, smoke-large, demo, paper).")
-    ] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="A TOML or YAML config file.")] = None,
+    scale: ScaleOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Train the SFT LoRA on introspection data, verify it from disk, and register it.
 
@@ -84,7 +84,6 @@ def sft(
     from character import layout
     from character.cli import console, options
     from character.errors import UsageError
-    from character.runner import new_run_dir, write_config
     from character.stages import sft as sft_stage
 
     overrides = {
@@ -101,8 +100,6 @@ def sft(
     res = options(ctx).resolve(scale=scale, config=config, overrides=overrides)
     cfg = res.config
     if dataset is None:
-        from character.commands.generate_dpo import latest_run
-
         src = (
             run
             if run is not None
@@ -116,13 +113,7 @@ def sft(
         dataset = layout.introspection_file(src)
     if not dataset.exists():
         raise UsageError(f"--dataset {dataset} does not exist")
-    run_dir = run or _run_of(dataset)
-    if run_dir is None:
-        run_dir = new_run_dir(cfg)
-        write_config(run_dir, cfg, res.sources)
-        console.print(f"new run directory: {run_dir}")
-    elif not run_dir.exists():
-        raise UsageError(f"--run {run_dir} does not exist; give an existing run directory or leave --run out")
+    run_dir = open_run_dir(run or run_of(dataset, "introspect"), cfg, res.sources)
     console.print(f"SFT for '{cfg.persona}' on {dataset} in {run_dir} (config hash {res.hash()})")
     m = sft_stage.run(cfg, Path(run_dir), progress=True, dataset=dataset, model=model)
     c, mt = m.counts, m.metrics
