@@ -4,6 +4,7 @@ request order across sorted batches; several PEFT adapters on one base switch pe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,13 @@ from character.errors import BackendError
 
 
 @pytest.fixture(scope="module")
-def embedded_backend(embedded_model: Path) -> HFBackend:
-    return HFBackend("embedded", device="cpu", batch_size=4)
+def embedded_backend(embedded_model: Path) -> Iterator[HFBackend]:
+    import torch
+
+    # One thread: on the shared 2-core machine two threads stall at barriers (report 002, finding 2).
+    before = torch.get_num_threads()
+    yield HFBackend("embedded", device="cpu", batch_size=4, threads=1)
+    torch.set_num_threads(before)
 
 
 def ask(text: str, **params: object) -> GenerationRequest:
