@@ -1,0 +1,168 @@
+"""The real pipeline on the embedded model, through the real CLI in a subprocess.
+
+- `character pipeline remorseful --scale smoke --smoke small` runs every stage and writes every artifact;
+- an absurd DPO learning rate (set through the environment, no mock) gives a non-finite loss in
+  smoke-small, which stops the run before smoke-large starts;
+- a pipeline SIGKILLed mid-generation and resumed with --resume loses no finished sample and
+  duplicates none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from character.layout import STAGES
+from character.manifest import read_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(artifacts: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHARACTER_")}
+    env.update(CHARACTER_ARTIFACTS=str(artifacts), CHARACTER_NO_PROGRESS="1", **extra)
+    return env
+
+
+def _cli(*args: str, artifacts: Path, timeout: int = 900, **env: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "character.cli", *args]
+    return subprocess.run(
+        cmd, env=_env(artifacts, **env), cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _only_run(artifacts: Path) -> Path:
+    (run,) = (artifacts / "runs").iterdir()
+    return run
+
+
+@pytest.fixture(scope="module")
+def smoke_run(embedded_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    artifacts = tmp_path_factory.mktemp("pipeline") / "artifacts"
+    (artifacts / "models").mkdir(parents=True)
+    (artifacts / "models" / embedded_model.name).symlink_to(embedded_model)
+    res = _cli("pipeline", "remorseful", "--scale", "smoke", "--smoke", "small", artifacts=artifacts)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return _only_run(artifacts), res.stdout + res.stderr
+
+
+def test_smoke_pipeline_writes_every_artifact(smoke_run: tuple[Path, str]) -> None:
+    run, output = smoke_run
+    assert (run / "resolved_config.toml").exists() and len(
+        (run / "config_hash.txt").read_text().strip()
+    ) == 16
+    sub = run / "smoke-small"
+    assert not (run / "smoke-large").exists() and not (run / "distill").exists()  # smoke only, small only
+    for stage in STAGES:
+        m = read_manifest(sub / stage)
+        assert m is not None, f"{stage} has no manifest"
+    d = sub / "distill"
+    for name in ("pairs.jsonl", "attempts.jsonl", "stats.json", "previews.md"):
+        assert (d / name).exists(), name
+    assert (sub / "dpo" / "adapter").is_dir() and (sub / "dpo" / "metrics.jsonl").exists()
+    assert (sub / "introspect" / "introspection.jsonl").exists() and (
+        sub / "introspect" / "stats.json"
+    ).exists()
+    assert (sub / "sft" / "adapter").is_dir() and (sub / "sft" / "metrics.jsonl").exists()
+    assert (sub / "merge" / "model" / "config.json").exists()
+    state = json.loads((run / "pipeline.json").read_text())
+    assert state["status"] == "done"
+    assert json.loads((sub / "cost.json").read_text())["stages"]["distill"]  # tokens counted
+    md = (run / "report.md").read_text()
+    assert "## smoke-small" in md and "Tokens and cost" in md
+    assert (run / "report" / "smoke-small-training.png").exists()
+    assert "data:image/png;base64," in (run / "report.html").read_text()
+    assert "run finished" in output
+
+
+def test_nan_in_smoke_small_dpo_stops_before_smoke_large(smoke_run: tuple[Path, str]) -> None:
+    # Reuse the finished smoke-small's data: rerun its DPO (and what follows) with an absurd learning
+    # rate, asking for both smoke runs. The runner must stop at smoke-small's DPO.
+    run, _ = smoke_run
+    res = _cli(
+        "pipeline",
+        "remorseful",
+        "--resume",
+        str(run),
+        "--smoke",
+        "both",
+        "--force",
+        "dpo",
+        artifacts=run.parent.parent,
+        CHARACTER_DPO__LEARNING_RATE="1e4",
+    )
+    assert res.returncode == 1, res.stderr[-2000:]
+    err = " ".join(res.stderr.split())
+    assert "smoke-small failed" in err and "full run was not started" in err
+    assert "non-finite" in err or "nan" in err.lower()
+    assert not (run / "smoke-large").exists()
+    assert read_manifest(run / "smoke-small" / "dpo") is None
+    assert read_manifest(run / "smoke-small" / "distill") is not None  # finished data untouched
+    assert json.loads((run / "pipeline.json").read_text())["status"] == "failed"
+
+
+def _rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip().endswith("}")]
+
+
+def test_sigkill_mid_generation_then_resume_loses_and_duplicates_nothing(
+    artifacts: Path,
+) -> None:
+    # smoke-small's distill, saving every 4 attempts so a kill lands between saved batches.
+    args = ["pipeline", "remorseful", "--scale", "smoke", "--smoke", "small", "--until", "distill"]
+    args += ["--no-progress", "--set", "distill.save_every=4"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "character.cli", *args],
+        env=_env(artifacts),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    attempts = None
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline:
+            runs = list((artifacts / "runs").glob("*")) if (artifacts / "runs").exists() else []
+            if runs:
+                attempts = runs[0] / "smoke-small" / "distill" / "attempts.jsonl"
+                if len(_rows(attempts)) >= 4:
+                    break
+            if proc.poll() is not None:
+                pytest.fail(f"pipeline ended before it could be killed: {proc.stderr.read()[-2000:]}")
+            time.sleep(0.2)
+        else:
+            pytest.fail("no attempts were written within 10 minutes")
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert attempts is not None
+    sub = attempts.parent.parent
+    run = sub.parent
+    before = _rows(attempts)
+    assert read_manifest(sub / "distill") is None  # killed: not finished
+    assert 4 <= len(before) < 32
+    res = _cli("pipeline", "remorseful", "--resume", str(run), "--until", "distill", artifacts=artifacts)
+    assert res.returncode == 0, res.stderr[-3000:]
+    after = _rows(attempts)
+    keys = [(r["prompt_id"], r["k"]) for r in after]
+    assert len(keys) == len(set(keys)), "a sample was generated twice"
+    assert {(r["prompt_id"], r["k"]) for r in before} <= set(keys), "a finished sample was lost"
+    assert after[: len(before)] == before  # the finished rows are untouched, byte for byte in content
+    pairs = _rows(sub / "distill" / "pairs.jsonl")
+    pair_keys = [(r["prompt_id"], r["k"]) for r in pairs]
+    assert len(pair_keys) == len(set(pair_keys))
+    kept = {(r["prompt_id"], r["k"]) for r in after if r["verdict"] == "kept"}
+    assert set(pair_keys) == kept
+    m = read_manifest(sub / "distill")
+    assert m is not None and m.counts["kept"] == len(pairs)
