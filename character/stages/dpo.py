@@ -145,7 +145,7 @@ def run(
         trainer.model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
     steps = trainer.state.global_step
-    last = next((h for h in reversed(health.history) if "loss" in h), {})
+    last: dict[str, Any] = next((h for h in reversed(health.history) if "loss" in h), {})
     del trainer  # free the training copy before loading a fresh one
 
     report, measured = verify_dpo_adapter(

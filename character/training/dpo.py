@@ -138,7 +138,8 @@ def build_trainer(
         peft_config=lora_config(cfg.lora),
         callbacks=[health],
     )
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    trained: Any = trainer.model
+    trainable = sum(int(p.numel()) for p in trained.parameters() if p.requires_grad)
     if trainable == 0:  # trl#1311: a loss stuck at log 2 with zero margins
         from character.errors import ConfigError
 
