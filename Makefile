@@ -27,7 +27,7 @@ models: setup
 	$(CHARACTER) models prepare
 
 test: models
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 demo: models
 	$(CHARACTER) pipeline remorseful --scale demo --smoke none
