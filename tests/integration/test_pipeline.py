@@ -31,7 +31,7 @@ def _env(artifacts: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _cli(*args: str, artifacts: Path, timeout: int = 900, **env: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, artifacts: Path, timeout: int = 2400, **env: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "character.cli", *args]
     return subprocess.run(
         cmd, env=_env(artifacts, **env), cwd=ROOT, capture_output=True, text=True, timeout=timeout
