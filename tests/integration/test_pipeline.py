@@ -1,8 +1,9 @@
 """The real pipeline on the embedded model, through the real CLI in a subprocess.
 
 - `character pipeline remorseful --scale smoke --smoke small` runs every stage and writes every artifact;
-- an absurd DPO learning rate (set through the environment, no mock) gives a non-finite loss in
-  smoke-small, which stops the run before smoke-large starts;
+- an absurd DPO learning rate (1e4, set through the environment, no mock) makes smoke-small's DPO
+  loss explode (34 at step 3 when measured; a true NaN is caught the same way, at once), and the
+  health gate stops the run before smoke-large starts;
 - a pipeline SIGKILLed mid-generation and resumed with --resume loses no finished sample and
   duplicates none.
 """
@@ -96,12 +97,14 @@ def test_nan_in_smoke_small_dpo_stops_before_smoke_large(smoke_run: tuple[Path, 
         "--force",
         "dpo",
         artifacts=run.parent.parent,
-        CHARACTER_DPO__LEARNING_RATE="1e4",
+        # 1e4 is not enough: in fp32 with Adam the model collapses to finite garbage (see the DPO unit
+        # tests). 1e30 overflows the weights, so a real non-finite loss appears within the 3 steps.
+        CHARACTER_DPO__LEARNING_RATE="1e30",
     )
     assert res.returncode == 1, res.stderr[-2000:]
     err = " ".join(res.stderr.split())
     assert "smoke-small failed" in err and "full run was not started" in err
-    assert "non-finite" in err or "nan" in err.lower()
+    assert "dpo training aborted" in err  # the health gate: non-finite loss, or the loss ceiling
     assert not (run / "smoke-large").exists()
     assert read_manifest(run / "smoke-small" / "dpo") is None
     assert read_manifest(run / "smoke-small" / "distill") is not None  # finished data untouched
