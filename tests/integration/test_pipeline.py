@@ -1,9 +1,8 @@
 """The real pipeline on the embedded model, through the real CLI in a subprocess.
 
 - `character pipeline remorseful --scale smoke --smoke small` runs every stage and writes every artifact;
-- an absurd DPO learning rate (1e4, set through the environment, no mock) makes smoke-small's DPO
-  loss explode (34 at step 3 when measured; a true NaN is caught the same way, at once), and the
-  health gate stops the run before smoke-large starts;
+- an absurd DPO learning rate (1e30, set through the environment, no mock) overflows the weights so
+  smoke-small's DPO loss goes non-finite, and the health gate stops the run before smoke-large starts;
 - a pipeline SIGKILLed mid-generation and resumed with --resume loses no finished sample and
   duplicates none.
 """
@@ -104,7 +103,7 @@ def test_nan_in_smoke_small_dpo_stops_before_smoke_large(smoke_run: tuple[Path, 
     assert res.returncode == 1, res.stderr[-2000:]
     err = " ".join(res.stderr.split())
     assert "smoke-small failed" in err and "full run was not started" in err
-    assert "dpo training aborted" in err  # the health gate: non-finite loss, or the loss ceiling
+    assert "dpo training aborted" in err and "non-finite" in err  # the health gate, at once
     assert not (run / "smoke-large").exists()
     assert read_manifest(run / "smoke-small" / "dpo") is None
     assert read_manifest(run / "smoke-small" / "distill") is not None  # finished data untouched
