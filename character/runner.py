@@ -98,6 +98,7 @@ SMOKE_ALLOWED = {
     "distill.min_kept_rate",
     "dpo.max_steps",
     "dpo.eval_fraction",
+    "dpo.health.warmup_logs",
     "introspect.reflections",
     "introspect.interactions",
     "introspect.turns",
@@ -107,6 +108,7 @@ SMOKE_ALLOWED = {
     "introspect.max_attempts_factor",
     "sft.max_steps",
     "sft.eval_fraction",
+    "sft.health.warmup_logs",
     "eval.heldout_prompts",
 }
 
