@@ -69,3 +69,19 @@ def base_training_kwargs(
         "dataloader_num_workers": 0,
         **precision_kwargs(device_pref),
     }
+
+
+def stage_training_kwargs(cfg: Any, section: Any, output_dir: str) -> dict[str, Any]:
+    """`base_training_kwargs` for a stage section (cfg.dpo or cfg.sft): both carry the same fields."""
+    return base_training_kwargs(
+        output_dir=output_dir,
+        device_pref=cfg.backend.device,
+        seed=cfg.seed,
+        learning_rate=section.learning_rate,
+        batch_size=section.batch_size,
+        micro_batch_size=section.micro_batch_size,
+        epochs=section.epochs,
+        max_steps=section.max_steps,
+        warmup_ratio=section.warmup_ratio,
+        logging_steps=section.logging_steps,
+    )

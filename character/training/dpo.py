@@ -20,7 +20,7 @@ from typing import Any
 from character.chat import encode
 from character.config import RunConfig
 from character.records import validate_messages
-from character.training.common import base_training_kwargs, lora_config
+from character.training.common import lora_config, stage_training_kwargs
 from character.training.health import HealthCallback, training_args_guard
 
 log = logging.getLogger(__name__)
@@ -66,18 +66,7 @@ def dpo_args(cfg: RunConfig, output_dir: Path) -> Any:
 
     d = cfg.dpo
     loss_type, loss_weights = loss_spec(cfg)
-    kwargs = base_training_kwargs(
-        output_dir=str(output_dir),
-        device_pref=cfg.backend.device,
-        seed=cfg.seed,
-        learning_rate=d.learning_rate,
-        batch_size=d.batch_size,
-        micro_batch_size=d.micro_batch_size,
-        epochs=d.epochs,
-        max_steps=d.max_steps,
-        warmup_ratio=d.warmup_ratio,
-        logging_steps=d.logging_steps,
-    )
+    kwargs = stage_training_kwargs(cfg, cfg.dpo, str(output_dir))
     args = DPOConfig(
         **kwargs,
         beta=d.beta,

@@ -221,22 +221,11 @@ def sft_args(cfg: Any, output_dir: Path) -> Any:
     """TRL SFTConfig from the shared trainer arguments plus what SFT needs."""
     from trl import SFTConfig
 
-    from character.training.common import base_training_kwargs
+    from character.training.common import stage_training_kwargs
     from character.training.health import training_args_guard
 
     s = cfg.sft
-    kwargs = base_training_kwargs(
-        output_dir=str(output_dir),
-        device_pref=cfg.backend.device,
-        seed=cfg.seed,
-        learning_rate=s.learning_rate,
-        batch_size=s.batch_size,
-        micro_batch_size=s.micro_batch_size,
-        epochs=s.epochs,
-        max_steps=s.max_steps,
-        warmup_ratio=s.warmup_ratio,
-        logging_steps=s.logging_steps,
-    )
+    kwargs = stage_training_kwargs(cfg, cfg.sft, str(output_dir))
     args = SFTConfig(
         **kwargs,
         max_length=s.max_length,  # rows are already cut to fit (whole turns); TRL's own cut is a no-op
