@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from functools import lru_cache
 
-from character.filters.repetition import words
+from character.filters.repetition import Words, has_chain, words
 
 Vocab = set[bytes] | frozenset[bytes]
 
@@ -300,12 +300,22 @@ def _system_keys(system_prompt: str) -> frozenset[tuple[bytes, ...]]:
     return frozenset(_system_shingles(system_prompt))
 
 
-def find_system_leak(reply_shingles: set[tuple[bytes, ...]], system_prompt: str) -> str:
+@lru_cache(maxsize=32)
+def _system_bigrams(system_prompt: str) -> frozenset[tuple[bytes, ...]]:
+    """The 2-grams inside the system prompt's shingles: a shared shingle shares four that chain."""
+    return frozenset(g[i : i + 2] for g in _system_shingles(system_prompt) for i in range(LEAK_SHINGLE - 1))
+
+
+def find_system_leak(w: Words, system_prompt: str) -> str:
     """Long verbatim copies from the system prompt, or spans of two of its lines (a trait list)."""
     sys_sh = _system_shingles(system_prompt)
-    if not sys_sh or not reply_shingles:
+    if not sys_sh or w.n < LEAK_SHINGLE:
         return ""
-    hits = reply_shingles & _system_keys(system_prompt)
+    # Most replies share a few 2-grams with the prompt ("of the", "i am") but no four in a chain, so
+    # no shingle at all: skip building the reply's 5-grams.
+    if not has_chain(_system_bigrams(system_prompt).intersection(w.c2), LEAK_SHINGLE - 1):
+        return ""
+    hits = w.set5 & _system_keys(system_prompt)
     if len(hits) < LEAK_LINE_HITS:
         return ""
     if len(hits) >= LEAK_TOTAL:

@@ -11,6 +11,7 @@ from (the prior tool filtered them out, paper-method 2.2).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from character.errors import ConfigError
 
@@ -162,9 +163,11 @@ class FilterContext:
         return reason in self.active
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """The outcome of `check`: keep or not, the first failing reason, and the (possibly repaired) text."""
+class Verdict(NamedTuple):
+    """The outcome of `check`: keep or not, the first failing reason, and the (possibly repaired) text.
+
+    A named tuple rather than a frozen dataclass: it is built once per checked reply, and a frozen
+    dataclass's __init__ costs more than some of the filters."""
 
     keep: bool
     reason: str | None

@@ -11,14 +11,20 @@ The statistics are those of Gopher's repetition filter (Rae et al. 2021, Table A
 On top of Gopher: loops of characters or tokens ("333,333,333,...", "-----...", "ha ha ha ..."),
 which filled 54 % of one seed persona's rows, and one phrase said three times in one paragraph.
 
-Everything is sized to run at tens of thousands of 1 KB replies per second on one core: cheap bounds
-prove most clean replies clean before the exact statistics are computed.
+Everything is sized to run at tens of thousands of 1 KB replies per second on one core. One 2-gram
+count per reply (`Words.c2`) feeds every rule, and cheap necessary conditions prove most clean replies
+clean before an exact statistic is computed: a repeated 5-gram needs four repeated 2-grams that chain
+(`has_chain`), a duplicated paragraph needs a duplicated line, a 24-symbol run needs 24 symbol bytes in
+a row. Each gate only skips work that could not have found anything; `tests/unit/test_filter_gates.py`
+checks the gated rules against plain reference code on fuzzed text.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
+from itertools import compress
 from string import punctuation
 
 # ASCII punctuation becomes a space (apostrophes stay inside words); other bytes are kept as-is, so
@@ -38,10 +44,17 @@ TOKEN_RUN = 8  # the same token (or a 2-3 token unit) this many times in a row
 PHRASE_REPEATS = 3  # one phrase of 3+ words (12+ characters) this often within one paragraph
 PHRASE_MIN_CHARS = 12
 
+# r2 * (wmax + 1) below this share of the characters rules out every duplicate-n-gram limit; slightly
+# under 0.8 * the smallest limit, so rounding can only make the gate check more, never less.
+_DUP_GATE = 0.8 * min(limit for _, limit in DUP_NGRAM_MAX) - 1e-3
+
 LONG_TOKEN = 16  # words this long are checked for an inner loop ("hahahahahahahaha")
 # 24+ symbols in a row; kept only when one or two distinct symbols loop, outside a table row.
 _SYMBOL_RUN = re.compile(rf"[-=_*.~#!?+/\\<>^%&@$:;,]{{{CHAR_RUN},}}")
-_NOT_SYMBOL = bytes(b for b in range(256) if chr(b) not in "-=_*.~#!?+/\\<>^%&@$:;,")
+# Each loop symbol's byte becomes 1, every other byte 0: a run of CHAR_RUN symbols in the text is exactly
+# a run of CHAR_RUN one-bytes here, found by a substring test (no regex over prose punctuation).
+_SYMBOL_FLAGS = bytes(int(chr(b) in "-=_*.~#!?+/\\<>^%&@$:;,") for b in range(256))
+_SYMBOL_RUN_FLAGS = b"\x01" * CHAR_RUN
 _UNIT_LOOP = re.compile(rb"(.{1,8}?)\1{%d,}" % (UNIT_REPEATS - 1))
 _FENCE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 
@@ -59,21 +72,21 @@ def without_code(text: str) -> str:
 class Words:
     """Tokens of one reply plus the counts the checks share, computed once and only when needed.
 
-    Most checks only need an upper bound on how often the most frequent 2-gram occurs: with r2 the
-    number of 2-gram occurrences that repeat an earlier one (free from a set), no 2-gram occurs more
-    than r2 + 1 times. The exact counter is built only when that bound is not enough.
+    The 2-gram counter `c2` is built once, eagerly: it is the most useful single statistic (repeats,
+    the top 2-gram, which 2-grams repeat) and costs about as much as the set it replaces. With r2 the
+    number of 2-gram occurrences that repeat an earlier one, no 2-gram occurs more than r2 + 1 times.
     """
 
-    __slots__ = ("ws", "n", "total", "r2", "_wmax", "_c2", "_top2", "_set5", "_vocab")
+    __slots__ = ("ws", "n", "total", "c2", "r2", "_wmax", "_top2", "_set5", "_vocab")
 
     def __init__(self, text: str, *, lowered: bool = False):
         ws = self.ws = words(text, lowered=lowered)
         self.n = len(ws)
         # Characters of the words joined by single spaces: the denominator of every n-gram share.
         self.total = len(b" ".join(ws))
-        self.r2 = max(self.n - 1, 0) - len(set(zip(ws, ws[1:], strict=False)))
+        self.c2: Counter[tuple[bytes, ...]] = Counter(zip(ws, ws[1:], strict=False))
+        self.r2 = max(self.n - 1, 0) - len(self.c2)
         self._wmax = -1
-        self._c2: Counter[tuple[bytes, ...]] | None = None
         self._top2 = -1
         self._set5: set[tuple[bytes, ...]] | None = None
         self._vocab: frozenset[bytes] | None = None
@@ -98,13 +111,6 @@ class Words:
         return self._top2 if self._top2 >= 0 else (self.r2 + 1 if self.n > 1 else 0)
 
     @property
-    def c2(self) -> Counter[tuple[bytes, ...]]:
-        if self._c2 is None:
-            ws = self.ws
-            self._c2 = Counter(zip(ws, ws[1:], strict=False))
-        return self._c2
-
-    @property
     def top2(self) -> int:
         """How often the most frequent 2-gram occurs (0 for fewer than two words)."""
         if self._top2 < 0:
@@ -115,6 +121,10 @@ class Words:
         c2 = self.c2
         return max(c2, key=c2.__getitem__) if c2 else ()
 
+    def grams_at_least(self, count: int) -> list[tuple[bytes, ...]]:
+        """The 2-grams that occur `count` times or more."""
+        return list(compress(self.c2, map((count - 1).__lt__, self.c2.values())))
+
     @property
     def set5(self) -> set[tuple[bytes, ...]]:
         if self._set5 is None:
@@ -123,18 +133,28 @@ class Words:
         return self._set5
 
 
+def has_chain(grams: Iterable[tuple[bytes, ...]], links: int) -> bool:
+    """True when `links` of these 2-grams chain into one n-gram (n = links + 1): (a, b), (b, c), ...
+
+    A necessary condition that costs a few set operations: an n-gram that occurs twice has all its
+    2-grams among the repeated ones; one shared with the system prompt has all of them in both.
+    """
+    edges = list(grams)
+    ends = {b for _, b in edges}
+    for _ in range(links - 1):
+        if not ends:
+            return False
+        ends = {b for a, b in edges if a in ends}
+    return bool(ends)
+
+
 def _gram_chars(gram: tuple[bytes, ...]) -> int:
     return sum(map(len, gram)) + len(gram) - 1
 
 
 def char_loop(text: str, w: Words) -> str:
     """Evidence of a character or token loop, or ""."""
-    # Cheap gate: the symbols alone, in order; a run in the text is a run here too.
-    m = (
-        _SYMBOL_RUN.search(text)
-        if _SYMBOL_RUN.search(text.encode().translate(None, _NOT_SYMBOL).decode())
-        else None
-    )
+    m = _SYMBOL_RUN.search(text) if _SYMBOL_RUN_FLAGS in text.encode().translate(_SYMBOL_FLAGS) else None
     while m is not None:
         run = m.group(0)
         line_start = text.rfind("\n", 0, m.start()) + 1
@@ -170,6 +190,12 @@ def repeated_lines(text: str) -> str:
     if "\n" not in text:
         return ""
     body = without_code(text)
+    # A repeated paragraph repeats its first line, and every line rule needs a repeated line: when the
+    # non-blank lines are all distinct there is nothing to find.
+    stripped = list(map(str.strip, body.split("\n")))
+    blank = stripped.count("")
+    if len(set(stripped)) - (blank > 0) == len(stripped) - blank:
+        return ""
     if "\n\n" in body:
         paras = [p for p in map(str.strip, body.split("\n\n")) if len(p) >= MIN_PARA_CHARS]
         if len(set(paras)) < len(paras):
@@ -263,9 +289,14 @@ def repeated_ngrams(w: Words) -> str:
         if share > limit:
             text = b" ".join(gram).decode(errors="replace")
             return f"top {n}-gram {text!r} covers {share:.0%}"
-    # A repeated 5-gram makes the four 2-grams of its second occurrence repeats: r2 >= 4.
-    if w.n < 6 or w.r2 < 4 or len(w.set5) == w.n - 4:
-        return ""  # no 5-gram occurs twice, so no longer n-gram does either
+    # Every word inside a repeat of an n-gram (n >= 5) is inside a repeat of a 5-gram, and at least 4 in
+    # 5 of those words start a repeated 2-gram: so the rules need r2 >= 0.8 * covered words, and covered
+    # words >= the smallest limit * total / (wmax + 1). Below that, or without four repeated 2-grams
+    # that chain, no 5-gram occurs twice and no share can pass its limit.
+    if w.n < 6 or w.r2 < 4 or w.r2 * (w.wmax + 1) < _DUP_GATE * w.total:
+        return ""
+    if not has_chain(w.grams_at_least(2), 4) or len(w.set5) == w.n - 4:
+        return ""
     for n, share in _dup_ngram_shares(w).items():
         limit = dict(DUP_NGRAM_MAX)[n]
         if share > limit:
@@ -276,6 +307,9 @@ def repeated_ngrams(w: Words) -> str:
 def phrase_loop(text: str, w: Words) -> str:
     """Evidence of one phrase (3+ words, 12+ characters) said 3+ times within one paragraph, or ""."""
     if w.n < 3 * PHRASE_REPEATS or w.top2_bound < PHRASE_REPEATS or w.top2 < PHRASE_REPEATS:
+        return ""
+    # A 3-gram said 3 times has both its 2-grams said 3 times, one after the other.
+    if not has_chain(w.grams_at_least(PHRASE_REPEATS), 2):
         return ""
     for para in text.split("\n\n"):
         ws = words(para)

@@ -13,29 +13,21 @@ from collections.abc import Set
 from functools import lru_cache
 
 # A role name at the start of a line (optionally bold or after a markdown quote), then a colon.
-_ROLE_LINE = (
-    r"(?:^|\n)[ \t>]*(?:\*\*|__)?(?:User|Human|Assistant|USER|HUMAN|ASSISTANT)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?"
+_ROLE_LINE = re.compile(
+    r"(?m)^[ \t>]*(?:\*\*|__)?(?:User|Human|Assistant|USER|HUMAN|ASSISTANT)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?"
 )
 # Chat-template control tokens of common families; anywhere in the text they end the reply.
-_TEMPLATE_TOKENS = (
+_TEMPLATE_TOKEN = re.compile(
     r"<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<\|start_header_id\|>|<\|user\|>"
     r"|<\|assistant\|>|<\|system\|>|<start_of_turn>|<end_of_turn>|\[INST\]|\[/INST\]|<\|end\|>"
 )
-_FAKE_TURN = re.compile(f"{_ROLE_LINE}|{_TEMPLATE_TOKENS}")
+# Two patterns, not one alternation: each has a cheap prefix the regex engine can skip ahead on, so a
+# 1 KB reply costs a few microseconds instead of thirty. A text without a role word (as a whole word)
+# and without these substrings has no match of either.
+_TEMPLATE_HINTS = ("<|", "_of_turn>", "INST]")
 
 # Every match contains one of these: a cheap test that skips the regex for almost every clean reply.
-_HINTS = (
-    "User",
-    "USER",
-    "Human",
-    "HUMAN",
-    "Assistant",
-    "ASSISTANT",
-    "<|",
-    "<start_of_turn>",
-    "<end_of_turn>",
-    "INST]",
-)
+_HINTS = ("User", "USER", "Human", "HUMAN", "Assistant", "ASSISTANT", *_TEMPLATE_HINTS)
 
 _ROLE_WORDS = frozenset({b"user", b"human", b"assistant"})
 
@@ -50,13 +42,16 @@ def _label_re(names: tuple[str, ...]) -> re.Pattern[str]:
 
 def find_fake_turn(text: str, vocab: Set[bytes] | None = None) -> re.Match[str] | None:
     """The first fake turn or template token in `text`, or None. `vocab` (the reply's lowercased
-    words) lets a reply without any role word skip the scan."""
+    words) lets a reply without any role word skip the role-line scan."""
     if vocab is not None:
-        if _ROLE_WORDS.isdisjoint(vocab) and "<" not in text and "INST]" not in text:
-            return None
-    elif not any(h in text for h in _HINTS):
-        return None
-    return _FAKE_TURN.search(text)
+        roles = not _ROLE_WORDS.isdisjoint(vocab)
+    else:
+        roles = any(h in text for h in _HINTS[:6])
+    role = _ROLE_LINE.search(text) if roles else None
+    if "<|" not in text and "_of_turn>" not in text and "INST]" not in text:  # _TEMPLATE_HINTS
+        return role
+    token = _TEMPLATE_TOKEN.search(text, 0, role.start() if role else len(text))
+    return token or role
 
 
 def cut_fake_turn(text: str, vocab: Set[bytes] | None = None) -> tuple[str, str]:
