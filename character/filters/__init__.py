@@ -33,7 +33,7 @@ from character.filters.context import (
     Verdict,
 )
 from character.filters.repetition import Words, char_loop, phrase_loop, repeated_lines, repeated_ngrams, words
-from character.filters.script import find_foreign_script, find_garbage, script_name
+from character.filters.script import find_foreign_script, find_garbage, non_ascii, script_name
 from character.filters.turns import cut_fake_turn, strip_role_label
 
 __all__ = [
@@ -111,12 +111,13 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
     if n > ctx.hi and applies("too_long"):
         return drop("too_long", f"{n} characters > {ctx.hi}")
 
+    rare = non_ascii(text)
     if applies("garbage"):
-        bad = find_garbage(text)
+        bad = find_garbage(text, rare)
         if bad:
             return drop("garbage", f"garbage characters {bad!r}")
     if ctx.english and applies("script_mixing"):
-        foreign = find_foreign_script(text, ctx.prompt)
+        foreign = find_foreign_script(text, ctx.prompt, rare)
         if foreign:
             return drop("script_mixing", f"{script_name(foreign)} text {foreign[:20]!r} in an English reply")
 

@@ -104,11 +104,23 @@ def vocab_of(low: str) -> frozenset[bytes]:
     return frozenset(words(low))
 
 
+def _has_score_fraction(low: str) -> bool:
+    """A digit, optional spaces, "/", optional spaces, a digit: the "4/5" every bracketed score has
+    (or it says "out of", gated on the word). Replies with slashes but no fraction skip the regex."""
+    i = low.find("/")
+    while i >= 0:
+        left, right = low[:i].rstrip()[-1:], low[i + 1 :].lstrip()[:1]
+        if left.isdigit() and right.isdigit():
+            return True
+        i = low.find("/", i + 1)
+    return False
+
+
 def find_rubric(low: str, labels: tuple[str, ...] = (), vocab: Vocab | None = None) -> str:
     """Rubric or score text in a (lowercased) reply: "[X: 4/5]", "(... score)", "Score: 9/10", labels."""
     vocab = vocab_of(low) if vocab is None else vocab
     for i, (gate, pat) in enumerate(_RUBRIC):
-        if (i == 0 and "/" in low) or not gate.isdisjoint(vocab):
+        if (i == 0 and _has_score_fraction(low)) or not gate.isdisjoint(vocab):
             m = pat.search(low)
             if m:
                 return m.group(0).strip()

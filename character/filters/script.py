@@ -58,20 +58,22 @@ _ASCII = bytes(range(128))
 _NOT_CONTROL = bytes(b for b in range(256) if not (b < 32 and b not in (9, 10, 13)) and b != 127)
 
 
-def _non_ascii(text: str) -> str:
-    """Only the non-ASCII characters of `text`, in order (a few, in a typical English reply)."""
-    return text.encode().translate(None, _ASCII).decode()
+def non_ascii(text: str) -> str:
+    """Only the non-ASCII characters of `text`, in order (a few, in a typical English reply).
+
+    Both checks below gate on it; `check` computes it once and passes it to both."""
+    return "" if text.isascii() else text.encode().translate(None, _ASCII).decode()
 
 
-def find_garbage(text: str) -> str:
-    """The first garbage sequence in `text`, or ""."""
+def find_garbage(text: str, rare: str | None = None) -> str:
+    """The first garbage sequence in `text`, or "". `rare` is `non_ascii(text)` when already known."""
     if text.encode().translate(None, _NOT_CONTROL):  # an ASCII control character
         m = _ASCII_GARBAGE.search(text)
         if m:
             return m.group(0)
-    if text.isascii():
+    rare = non_ascii(text) if rare is None else rare
+    if not rare:
         return ""
-    rare = _non_ascii(text)
     if _BAD_CHAR.search(rare):
         m = _BAD_CHAR.search(text)
         return m.group(0) if m else ""
@@ -88,11 +90,13 @@ def script_name(fragment: str) -> str:
     return "non-Latin"
 
 
-def find_foreign_script(text: str, prompt: str = "") -> str:
-    """The first run of another script's letters in `text` (unless the prompt licenses it), or ""."""
+def find_foreign_script(text: str, prompt: str = "", rare: str | None = None) -> str:
+    """The first run of another script's letters in `text` (unless the prompt licenses it), or "".
+    `rare` is `non_ascii(text)` when already known."""
     # Gate on the non-ASCII characters alone: joining them can merge runs, never split one, so a text
     # whose compact form has no foreign run has none either (maths' lone π and Σ stay below the bar).
-    if text.isascii() or _FOREIGN.search(_non_ascii(text)) is None:
+    rare = non_ascii(text) if rare is None else rare
+    if not rare or _FOREIGN.search(rare) is None:
         return ""
     m = _FOREIGN.search(text)
     if m is None:

@@ -17,7 +17,15 @@ from collections import Counter
 import pytest
 
 from character.constitutions import load_constitution
-from character.filters.content import LEAK_LINE_HITS, LEAK_TOTAL, _system_shingles, find_system_leak
+from character.filters.content import (
+    _RUBRIC,
+    LEAK_LINE_HITS,
+    LEAK_TOTAL,
+    _system_shingles,
+    find_rubric,
+    find_system_leak,
+    fold,
+)
 from character.filters.repetition import (
     DUP_NGRAM_MAX,
     MIN_LINE_CHARS,
@@ -47,6 +55,15 @@ PROSE = re.findall(
 )
 SMALL = ["a", "b", "c", "the", "of", "and", "to", "is", "it", "egg", "tea", "sorry", "i", "am", "you"]
 SYMBOLS = "-=_*.~#!?+/\\<>^%&@$:;,|"
+RUBRIC_BITS = [
+    "[Empathy: 4/5]",
+    "(tone score)",
+    "Score: 9 / 10",
+    "3/4 cup",
+    "(ratio: 3 out of 4)",
+    "and/or",
+    "1 / (1 - x)",
+]
 MARKERS = [
     "\nUser: more?",
     "\n**Assistant:** sure",
@@ -62,7 +79,7 @@ def _fuzz(n: int, seed: int = 7) -> list[str]:
     sys_lines = [line for line in SYSTEM.split("\n") if len(line) > 40]
     out = []
     for _ in range(n):
-        kind = rng.randrange(7)
+        kind = rng.randrange(8)
         if kind == 0:  # small-vocabulary salad: every repetition rule near its threshold
             m = rng.randint(5, 260)
             vocab = SMALL[: rng.randint(2, len(SMALL))]
@@ -97,6 +114,11 @@ def _fuzz(n: int, seed: int = 7) -> list[str]:
                     text[:i] + rng.choice([*MARKERS, " user ", " the Assistant ", "<b>", " INST "]) + text[i:]
                 )
             out.append(text)
+        elif kind == 7:  # scores, fractions and slashes that are not scores
+            ws = rng.sample(PROSE, 25)
+            for _ in range(rng.randint(1, 3)):
+                ws.insert(rng.randrange(len(ws) + 1), rng.choice(RUBRIC_BITS))
+            out.append(" ".join(ws))
         else:  # token loops with units of one to three words
             unit = " ".join(rng.choice(SMALL) for _ in range(rng.randint(1, 3)))
             reps = rng.randint(3, 10)
@@ -186,6 +208,10 @@ def plain_system_leak(ws: list[bytes]) -> bool:
     return len(hits) >= LEAK_LINE_HITS and sum(c >= LEAK_LINE_HITS for c in per_line.values()) >= 2
 
 
+def plain_rubric(low: str) -> bool:
+    return any(pat.search(low) for _, pat in _RUBRIC)
+
+
 _OLD_FAKE_TURN = re.compile(
     r"(?:^|\n)[ \t>]*(?:\*\*|__)?(?:User|Human|Assistant|USER|HUMAN|ASSISTANT)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?"
     r"|<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<\|start_header_id\|>|<\|user\|>"
@@ -205,6 +231,7 @@ def test_the_corpus_reaches_every_rule() -> None:
         fired["lines"] += plain_lines(t)
         fired["leak"] += plain_system_leak(ws)
         fired["turn"] += _OLD_FAKE_TURN.search(t) is not None
+        fired["rubric"] += plain_rubric(fold(t))
     for rule, n in fired.items():
         assert 50 <= n <= len(CORPUS) - 50, (rule, n)
 
@@ -236,3 +263,9 @@ def test_fake_turn_search_cuts_where_the_single_pattern_did() -> None:
         expected = (t, "") if m is None else (t[: m.start()].rstrip(), m.group(0).strip())
         assert cut_fake_turn(t, _w(t).vocab) == expected, t
         assert cut_fake_turn(t) == expected, t
+
+
+def test_gated_rubric_search_finds_exactly_what_every_pattern_finds() -> None:
+    for t in CORPUS:
+        low = fold(t)
+        assert bool(find_rubric(low, (), _w(t).vocab)) == plain_rubric(low), t
