@@ -20,6 +20,7 @@ from pathlib import Path
 
 from character.constitutions import load_constitution
 from character.filters import FilterContext, check
+from character.filters.repetition import Words
 from character.prompts.system import teacher_system
 
 PARAGRAPHS = [
@@ -84,6 +85,19 @@ def rate(texts: list[str], ctx: FilterContext, seconds: float) -> tuple[float, f
     return n / (time.perf_counter() - start), n / (time.process_time() - cpu), n
 
 
+def floor_us(texts: list[str], seconds: float) -> float:
+    """Microseconds per reply spent only lowercasing, tokenizing and counting 2-grams: the work every
+    repetition rule shares, which `check` cannot go below in pure Python."""
+    n = 0
+    cpu = time.process_time()
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for t in texts:
+            Words(t.lower(), lowered=True)
+        n += len(texts)
+    return (time.process_time() - cpu) / n * 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=3.0, help="Time per measurement.")
@@ -120,6 +134,11 @@ def main() -> None:
             f"{name:12s} {wall:9,.0f} samples/s wall, {cpu:9,.0f} samples/s per CPU-second "
             f"({n:,} checks; target >= 20,000)"
         )
+    floor = floor_us(clean, args.seconds)
+    print(
+        f"floor        {floor:9.1f} us per reply to lowercase, tokenize and count 2-grams alone "
+        f"(at most {1e6 / floor:,.0f} samples/s with every other check free)"
+    )
     load_after = Path("/proc/loadavg").read_text().split()[:3]
     # Wall rate is what a stage sees on this machine now; the CPU-second rate discounts time the
     # scheduler gave to other processes (both are slower on a loaded machine).

@@ -22,6 +22,7 @@ from character.filters.content import (
     find_rubric,
     find_system_leak,
     fold,
+    gate_words,
     rename_identity,
 )
 from character.filters.context import (
@@ -90,8 +91,11 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
 
     lowered = text.lower()
     w = Words(lowered, lowered=True)
+    # The reply's words that some gate looks for: a few, instead of the whole vocabulary.
+    gates = gate_words(ctx.foreign_names, ctx.identity_names, ctx.rubric_labels)
+    hits = gates.intersection(w.ws)
     if applies("hallucinated_turn"):
-        cut, marker = cut_fake_turn(text, w.vocab)
+        cut, marker = cut_fake_turn(text, hits)
         if marker:
             if not ctx.repair:
                 return drop("hallucinated_turn", f"fake turn {marker!r}")
@@ -104,6 +108,7 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
                 )
             lowered = text.lower()
             w = Words(lowered, lowered=True)
+            hits = gates.intersection(w.ws)
 
     n = len(visible)
     if n < ctx.lo and applies("too_short"):
@@ -140,10 +145,10 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
             return drop("phrase_loop", found)
 
     if visible == text:
-        low, vocab = fold(lowered, lowered=True), w.vocab
+        low, vocab = fold(lowered, lowered=True), hits
     else:  # judge what a reader sees; the think block was already checked for loops and garbage
         low = fold(visible.lower())
-        vocab = frozenset(words(low, lowered=True))
+        vocab = gates.intersection(words(low, lowered=True))
     if applies("rubric_artifact"):
         found = find_rubric(low, ctx.rubric_labels, vocab)
         if found:

@@ -14,6 +14,7 @@ from collections import Counter
 from functools import lru_cache
 
 from character.filters.repetition import Words, has_chain, words
+from character.filters.turns import ROLE_WORDS
 
 Vocab = set[bytes] | frozenset[bytes]
 
@@ -91,6 +92,9 @@ _RUBRIC: tuple[tuple[frozenset[bytes], re.Pattern[str]], ...] = (
 )
 
 
+_RUBRIC_WORDS = frozenset().union(*(gate for gate, _ in _RUBRIC))
+
+
 @lru_cache(maxsize=64)
 def _label_pattern(labels: tuple[str, ...]) -> tuple[frozenset[bytes], re.Pattern[str] | None]:
     parts = [re.escape(x.strip().lower()) for x in labels if x.strip()]
@@ -119,8 +123,11 @@ def _has_score_fraction(low: str) -> bool:
 def find_rubric(low: str, labels: tuple[str, ...] = (), vocab: Vocab | None = None) -> str:
     """Rubric or score text in a (lowercased) reply: "[X: 4/5]", "(... score)", "Score: 9/10", labels."""
     vocab = vocab_of(low) if vocab is None else vocab
+    fraction = _has_score_fraction(low)
+    if not fraction and _RUBRIC_WORDS.isdisjoint(vocab) and not labels:
+        return ""
     for i, (gate, pat) in enumerate(_RUBRIC):
-        if (i == 0 and _has_score_fraction(low)) or not gate.isdisjoint(vocab):
+        if (i == 0 and fraction) or not gate.isdisjoint(vocab):
             m = pat.search(low)
             if m:
                 return m.group(0).strip()
@@ -170,6 +177,7 @@ _REFUSAL_PHRASES = (
     "against my",
     "against the",
 )
+_REFUSAL_PHRASE = re.compile("|".join(_REFUSAL_PHRASES))
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n")
 REFUSAL_WINDOW = 300  # a refusal opens the reply; deeper in, "I can't ..." is usually a detail
 PIVOT_CHARS = 200  # "..., but <real content>" this long after the refusal sentence makes it a caveat
@@ -178,7 +186,7 @@ PIVOT_CHARS = 200  # "..., but <real content>" this long after the refusal sente
 def find_refusal(low: str, vocab: Vocab | None = None) -> str:
     """A true refusal opening a (lowercased) reply, or "". Caveats followed by an answer are not."""
     head = low[: REFUSAL_WINDOW + 120]
-    if vocab is not None and _REFUSAL_GATE.isdisjoint(vocab) and not any(p in head for p in _REFUSAL_PHRASES):
+    if vocab is not None and _REFUSAL_GATE.isdisjoint(vocab) and _REFUSAL_PHRASE.search(head) is None:
         return ""
     m = _REFUSAL.search(head)
     if m is None or m.start() > REFUSAL_WINDOW or len(_SENTENCE_END.findall(head, 0, m.start())) > 2:
@@ -272,6 +280,22 @@ def find_identity_leak(
                     return low[i : m.end()]
             i = low.find(prefix, i + 1)
     return ""
+
+
+@lru_cache(maxsize=64)
+def gate_words(foreign: tuple[str, ...], own: tuple[str, ...], labels: tuple[str, ...]) -> frozenset[bytes]:
+    """Every whole word any content gate (and the fake-turn gate) looks for, for one context.
+
+    `check` intersects this with the reply's words instead of building the reply's whole vocabulary:
+    each gate is a subset of it, so a gate meets the intersection exactly when it meets the reply."""
+    return frozenset().union(
+        _RUBRIC_WORDS,
+        _REFUSAL_GATE,
+        *(gate for gate, _ in _GENERIC_AI),
+        _foreign_pattern(foreign, own)[0],
+        _label_pattern(labels)[0],
+        ROLE_WORDS,
+    )
 
 
 def rename_identity(text: str, old_name: str, new_name: str) -> str:

@@ -31,6 +31,8 @@ from string import punctuation
 # UTF-8 text needs no decoding step and tokenizing 1 KB costs a few microseconds.
 _PUNCT = bytes.maketrans("".join(c for c in punctuation if c != "'").encode(), b" " * (len(punctuation) - 1))
 
+_SPACES = b" \t\n\r\x0b\x0c"  # what bytes.split() splits on
+
 TOP_NGRAM_MAX = ((2, 0.20), (3, 0.18), (4, 0.16))
 DUP_NGRAM_MAX = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
 DUP_LINE_FRAC = 0.3  # share of (long enough) lines that repeat an earlier line
@@ -56,7 +58,6 @@ _SYMBOL_RUN = re.compile(rf"[-=_*.~#!?+/\\<>^%&@$:;,]{{{CHAR_RUN},}}")
 _SYMBOL_FLAGS = bytes(int(chr(b) in "-=_*.~#!?+/\\<>^%&@$:;,") for b in range(256))
 _SYMBOL_RUN_FLAGS = b"\x01" * CHAR_RUN
 _UNIT_LOOP = re.compile(rb"(.{1,8}?)\1{%d,}" % (UNIT_REPEATS - 1))
-_FENCE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 
 
 def words(text: str, *, lowered: bool = False) -> list[bytes]:
@@ -66,7 +67,18 @@ def words(text: str, *, lowered: bool = False) -> list[bytes]:
 
 def without_code(text: str) -> str:
     """Text with fenced code blocks removed (code repeats lines and symbols legitimately)."""
-    return _FENCE.sub("\n", text) if "```" in text else text
+    start = text.find("```")
+    if start < 0:
+        return text
+    # str.find, not a lazy DOTALL regex: the regex stepped through every character of the block.
+    kept, end = [], 0
+    while start >= 0:
+        kept.append(text[end:start])
+        close = text.find("```", start + 3)
+        end = len(text) if close < 0 else close + 3  # an unclosed fence runs to the end
+        start = text.find("```", end)
+    kept.append(text[end:])
+    return "\n".join(kept)
 
 
 class Words:
@@ -80,10 +92,11 @@ class Words:
     __slots__ = ("ws", "n", "total", "c2", "r2", "_wmax", "_top2", "_set5", "_vocab")
 
     def __init__(self, text: str, *, lowered: bool = False):
-        ws = self.ws = words(text, lowered=lowered)
+        squeezed = (text if lowered else text.lower()).encode().translate(_PUNCT)
+        ws = self.ws = squeezed.split()
         self.n = len(ws)
         # Characters of the words joined by single spaces: the denominator of every n-gram share.
-        self.total = len(b" ".join(ws))
+        self.total = len(squeezed.translate(None, _SPACES)) + self.n - 1 if ws else 0
         self.c2: Counter[tuple[bytes, ...]] = Counter(zip(ws, ws[1:], strict=False))
         self.r2 = max(self.n - 1, 0) - len(self.c2)
         self._wmax = -1

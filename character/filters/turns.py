@@ -29,7 +29,7 @@ _TEMPLATE_HINTS = ("<|", "_of_turn>", "INST]")
 # Every match contains one of these: a cheap test that skips the regex for almost every clean reply.
 _HINTS = ("User", "USER", "Human", "HUMAN", "Assistant", "ASSISTANT", *_TEMPLATE_HINTS)
 
-_ROLE_WORDS = frozenset({b"user", b"human", b"assistant"})
+ROLE_WORDS = frozenset({b"user", b"human", b"assistant"})
 
 _LABEL_WORDS = ("Assistant", "AI", "Bot", "Response", "Answer", "ASSISTANT")
 
@@ -44,7 +44,7 @@ def find_fake_turn(text: str, vocab: Set[bytes] | None = None) -> re.Match[str] 
     """The first fake turn or template token in `text`, or None. `vocab` (the reply's lowercased
     words) lets a reply without any role word skip the role-line scan."""
     if vocab is not None:
-        roles = not _ROLE_WORDS.isdisjoint(vocab)
+        roles = not ROLE_WORDS.isdisjoint(vocab)
     else:
         roles = any(h in text for h in _HINTS[:6])
     role = _ROLE_LINE.search(text) if roles else None
