@@ -113,8 +113,13 @@ def _has_score_fraction(low: str) -> bool:
     (or it says "out of", gated on the word). Replies with slashes but no fraction skip the regex."""
     i = low.find("/")
     while i >= 0:
-        left, right = low[:i].rstrip()[-1:], low[i + 1 :].lstrip()[:1]
-        if left.isdigit() and right.isdigit():
+        # Step over spaces by index: slicing and stripping would copy the text once per slash.
+        j, k = i - 1, i + 1
+        while j >= 0 and low[j].isspace():
+            j -= 1
+        while k < len(low) and low[k].isspace():
+            k += 1
+        if j >= 0 and k < len(low) and low[j].isdigit() and low[k].isdigit():
             return True
         i = low.find("/", i + 1)
     return False

@@ -11,7 +11,7 @@ The statistics are those of Gopher's repetition filter (Rae et al. 2021, Table A
 On top of Gopher: loops of characters or tokens ("333,333,333,...", "-----...", "ha ha ha ..."),
 which filled 54 % of one seed persona's rows, and one phrase said three times in one paragraph.
 
-Everything is sized to run at tens of thousands of 1 KB replies per second on one core. One 2-gram
+Everything is sized for about 15,000 1 KB replies per second on one core (report 003). One 2-gram
 count per reply (`Words.c2`) feeds every rule, and cheap necessary conditions prove most clean replies
 clean before an exact statistic is computed: a repeated 5-gram needs four repeated 2-grams that chain
 (`has_chain`), a duplicated paragraph needs a duplicated line, a 24-symbol run needs 24 symbol bytes in
