@@ -17,10 +17,22 @@ ScaleOpt = Annotated[
 ]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="A TOML or YAML config file.")]
 RankOpt = Annotated[int | None, typer.Option("--rank", help="lora.r (paper: 64)")]
-LrOpt = Annotated[float | None, typer.Option("--lr", "--learning-rate", help="Peak learning rate.")]
-EpochsOpt = Annotated[float | None, typer.Option("--epochs", help="Passes over the data (paper: 1).")]
+LrOpt = Annotated[
+    float | None, typer.Option("--lr", "--learning-rate", help="Peak learning rate (<stage>.learning_rate).")
+]
+EpochsOpt = Annotated[
+    float | None, typer.Option("--epochs", help="Passes over the data (<stage>.epochs; paper: 1).")
+]
 MaxStepsOpt = Annotated[
-    int | None, typer.Option("--max-steps", help="Stop after N optimizer steps (-1: epochs).")
+    int | None,
+    typer.Option("--max-steps", help="Stop after N optimizer steps (<stage>.max_steps; -1: epochs)."),
+]
+MaxLengthOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-length",
+        help="Longest training row in tokens (<stage>.max_length); longer rows are cut or dropped.",
+    ),
 ]
 StudentOpt = Annotated[str | None, typer.Option("--student", help="Model to train (models.student).")]
 
@@ -41,6 +53,19 @@ def latest_run(persona: str, suffix: str, needs: str) -> Path | None:
         key=lambda p: p.stat().st_mtime,
     )
     return runs[-1] if runs else None
+
+
+def find_dataset(dataset: Path | None, run: Path | None, cfg: RunConfig, needs: str, producer: str) -> Path:
+    """--dataset as given; else `needs` inside --run, or inside the newest run of this persona that has
+    it. `producer` is the command that writes it, named in the error when there is none."""
+    if dataset is None:
+        src = run if run is not None else latest_run(cfg.persona, cfg.name_suffix, needs)
+        if src is None:
+            raise UsageError(f"no run of '{cfg.persona}' has {needs}: pass --dataset or run `{producer}`")
+        dataset = src / needs
+    if not dataset.exists():
+        raise UsageError(f"--dataset {dataset} does not exist: pass an existing file or run `{producer}`")
+    return dataset
 
 
 def run_of(dataset: Path, stage: str) -> Path | None:

@@ -9,12 +9,18 @@ import typer
 
 from character.commands.run_dirs import (
     ConfigOpt,
+    EpochsOpt,
+    LrOpt,
+    MaxLengthOpt,
+    MaxStepsOpt,
+    PersonaOpt,
     RankOpt,
     ScaleOpt,
     StudentOpt,
-    latest_run,
+    find_dataset,
     open_run_dir,
     run_of,
+    suffix_opt,
 )
 from character.commands.train_cmd import train_app
 
@@ -22,9 +28,7 @@ from character.commands.train_cmd import train_app
 @train_app.command("dpo")
 def dpo(
     ctx: typer.Context,
-    persona: Annotated[
-        str | None, typer.Option("--persona", help="Persona being trained (sets `persona`).")
-    ] = None,
+    persona: PersonaOpt = None,
     dataset: Annotated[
         Path | None,
         typer.Option(
@@ -36,30 +40,24 @@ def dpo(
         Path | None,
         typer.Option(
             "--run",
-            help="Run directory (receives dpo/). Default: the run the dataset belongs to, else a new one.",
+            help="Run directory (receives dpo/; its distill/pairs.jsonl is the default dataset). Default: the "
+            "run the dataset belongs to, else a new one.",
         ),
     ] = None,
     student: StudentOpt = None,
     loss: Annotated[
         str | None, typer.Option("--loss", help="sigmoid (+ NLL on chosen) or ipo (dpo.loss).")
     ] = None,
-    lr: Annotated[float | None, typer.Option("--lr", "--learning-rate", help="dpo.learning_rate")] = None,
+    lr: LrOpt = None,
     beta: Annotated[float | None, typer.Option("--beta", help="dpo.beta (IPO tau with --loss ipo)")] = None,
     nll_weight: Annotated[
         float | None, typer.Option("--nll-weight", help="dpo.nll_weight (paper: 0.1)")
     ] = None,
-    epochs: Annotated[float | None, typer.Option("--epochs", help="dpo.epochs")] = None,
-    max_steps: Annotated[
-        int | None, typer.Option("--max-steps", help="dpo.max_steps (-1: run the epochs)")
-    ] = None,
-    max_length: Annotated[
-        int | None, typer.Option("--max-length", help="dpo.max_length (prompt + reply tokens)")
-    ] = None,
+    epochs: EpochsOpt = None,
+    max_steps: MaxStepsOpt = None,
+    max_length: MaxLengthOpt = None,
     rank: RankOpt = None,
-    suffix: Annotated[
-        str | None,
-        typer.Option("--suffix", help="Checkpoint name suffix: {persona}_{suffix}_dpo (name_suffix)."),
-    ] = None,
+    suffix: Annotated[str | None, suffix_opt("dpo")] = None,
     scale: ScaleOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -75,9 +73,7 @@ def dpo(
 
     Example: character train dpo --persona remorseful --dataset artifacts/runs/remorseful_x/distill/pairs.jsonl
     """
-    from character import layout
     from character.cli import console, options
-    from character.errors import UsageError
     from character.stages import dpo as dpo_stage
 
     overrides = {
@@ -95,15 +91,7 @@ def dpo(
     }
     res = options(ctx).resolve(scale=scale, config=config, overrides=overrides)
     cfg = res.config
-    if dataset is None:
-        src_run = latest_run(cfg.persona, cfg.name_suffix, "distill/pairs.jsonl")
-        if src_run is None:
-            raise UsageError(
-                f"no run of '{cfg.persona}' has distill/pairs.jsonl: pass --dataset or run `character generate dpo`"
-            )
-        dataset = layout.pairs_file(src_run)
-    if not dataset.exists():
-        raise UsageError(f"--dataset {dataset} does not exist")
+    dataset = find_dataset(dataset, run, cfg, "distill/pairs.jsonl", "character generate dpo")
     run_dir = open_run_dir(run or run_of(dataset, "distill"), cfg, res.sources)
     console.print(f"DPO for '{cfg.persona}' on {dataset} in {run_dir} (config hash {res.hash()})")
     m = dpo_stage.run(cfg, Path(run_dir), progress=True, dataset=dataset)

@@ -9,11 +9,18 @@ import typer
 
 from character.commands.run_dirs import (
     ConfigOpt,
+    EpochsOpt,
+    LrOpt,
+    MaxLengthOpt,
+    MaxStepsOpt,
+    PersonaOpt,
     RankOpt,
     ScaleOpt,
-    latest_run,
+    StudentOpt,
+    find_dataset,
     open_run_dir,
     run_of,
+    suffix_opt,
 )
 from character.commands.train_cmd import train_app
 
@@ -21,9 +28,7 @@ from character.commands.train_cmd import train_app
 @train_app.command("sft")
 def sft(
     ctx: typer.Context,
-    persona: Annotated[
-        str | None, typer.Option("--persona", help="Persona being trained (sets `persona`).")
-    ] = None,
+    persona: PersonaOpt = None,
     dataset: Annotated[
         Path | None,
         typer.Option(
@@ -49,22 +54,13 @@ def sft(
             "--model", help="Train on this model instead (a path or registry name); overrides --base."
         ),
     ] = None,
-    student: Annotated[
-        str | None, typer.Option("--student", help="models.student (used by --base base).")
-    ] = None,
-    lr: Annotated[float | None, typer.Option("--lr", "--learning-rate", help="sft.learning_rate")] = None,
-    epochs: Annotated[float | None, typer.Option("--epochs", help="sft.epochs (paper: 1)")] = None,
-    max_steps: Annotated[
-        int | None, typer.Option("--max-steps", help="sft.max_steps (-1: run the epochs)")
-    ] = None,
-    max_length: Annotated[
-        int | None, typer.Option("--max-length", help="sft.max_length tokens per row (paper: 3,072)")
-    ] = None,
+    student: StudentOpt = None,
+    lr: LrOpt = None,
+    epochs: EpochsOpt = None,
+    max_steps: MaxStepsOpt = None,
+    max_length: MaxLengthOpt = None,
     rank: RankOpt = None,
-    suffix: Annotated[
-        str | None,
-        typer.Option("--suffix", help="Checkpoint name suffix: {persona}_{suffix}_sft (name_suffix)."),
-    ] = None,
+    suffix: Annotated[str | None, suffix_opt("sft")] = None,
     scale: ScaleOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -81,9 +77,7 @@ def sft(
 
     Example: character train sft --persona remorseful --dataset artifacts/runs/remorseful_x/introspect/introspection.jsonl
     """
-    from character import layout
     from character.cli import console, options
-    from character.errors import UsageError
     from character.stages import sft as sft_stage
 
     overrides = {
@@ -99,20 +93,9 @@ def sft(
     }
     res = options(ctx).resolve(scale=scale, config=config, overrides=overrides)
     cfg = res.config
-    if dataset is None:
-        src = (
-            run
-            if run is not None
-            else latest_run(cfg.persona, cfg.name_suffix, "introspect/introspection.jsonl")
-        )
-        if src is None:
-            raise UsageError(
-                f"no run of '{cfg.persona}' has introspect/introspection.jsonl: pass --dataset or run "
-                "`character generate introspection`"
-            )
-        dataset = layout.introspection_file(src)
-    if not dataset.exists():
-        raise UsageError(f"--dataset {dataset} does not exist")
+    dataset = find_dataset(
+        dataset, run, cfg, "introspect/introspection.jsonl", "character generate introspection"
+    )
     run_dir = open_run_dir(run or run_of(dataset, "introspect"), cfg, res.sources)
     console.print(f"SFT for '{cfg.persona}' on {dataset} in {run_dir} (config hash {res.hash()})")
     m = sft_stage.run(cfg, Path(run_dir), progress=True, dataset=dataset, model=model)
