@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,21 +119,9 @@ def run(
             backend = make_backend(cfg, gen.model, adapters=gen.adapters)
         if backend is not None:
             tokens = ChunkTokens(tracker, STAGE, backend.model)
-            _reflections(
-                cfg,
-                backend,
-                gen,
-                systems["reflection"],
-                refl_plan,
-                refl_store,
-                refl_rows,
-                ledger,
-                tokens,
-                progress,
-            )
-            _interactions(
-                cfg, backend, gen, systems, inter_plan, inter_store, inter_rows, ledger, tokens, progress
-            )
+            session = _Session(cfg, backend, gen, ledger, tokens, progress)
+            _reflections(session, systems["reflection"], refl_plan, refl_store, refl_rows)
+            _interactions(session, systems, inter_plan, inter_store, inter_rows)
     except CharacterError:
         log.error("introspect stopped; drops so far by reason: %s", ledger.dropped() or "none")
         raise
@@ -206,22 +195,33 @@ def _params(cfg: RunConfig, max_new_tokens: int) -> SamplingParams:
     )
 
 
+@dataclass(frozen=True)
+class _Session:
+    """What both generation loops share: the config, the model being sampled, the drop ledger (kill
+    criteria) and the token/cost meter."""
+
+    cfg: RunConfig
+    backend: Backend
+    gen: Generator
+    ledger: Ledger
+    tokens: ChunkTokens
+    progress: bool
+
+
 def _reflections(
-    cfg: RunConfig,
-    backend: Backend,
-    gen: Generator,
-    system: str,
-    plan: SlotPlan,
-    store: JsonlStore,
-    rows: list[dict[str, Any]],
-    ledger: Ledger,
-    tokens: ChunkTokens,
-    progress: bool,
+    session: _Session, system: str, plan: SlotPlan, store: JsonlStore, rows: list[dict[str, Any]]
 ) -> None:
+    cfg, backend, gen, ledger, tokens = (
+        session.cfg,
+        session.backend,
+        session.gen,
+        session.ledger,
+        session.tokens,
+    )
     s = cfg.introspect
     params = _params(cfg, s.reflection_max_new_tokens)
     check = make_filter(refl.KIND, cfg)
-    with progress_bar("reflections", total=len(plan.targets), enabled=progress) as bar:
+    with progress_bar("reflections", total=len(plan.targets), enabled=session.progress) as bar:
         bar.advance(plan.done)
         while chunk := plan.next_chunk(s.chunk_size):
             reseed(cfg.seed, refl.KIND, plan.total_attempts)
@@ -255,17 +255,15 @@ def _reflections(
 
 
 def _interactions(
-    cfg: RunConfig,
-    backend: Backend,
-    gen: Generator,
-    systems: dict[str, str],
-    plan: SlotPlan,
-    store: JsonlStore,
-    rows: list[dict[str, Any]],
-    ledger: Ledger,
-    tokens: ChunkTokens,
-    progress: bool,
+    session: _Session, systems: dict[str, str], plan: SlotPlan, store: JsonlStore, rows: list[dict[str, Any]]
 ) -> None:
+    cfg, backend, gen, ledger, tokens = (
+        session.cfg,
+        session.backend,
+        session.gen,
+        session.ledger,
+        session.tokens,
+    )
     s = cfg.introspect
     if not plan.next_chunk(1):
         return
@@ -295,7 +293,7 @@ def _interactions(
         on_sample=lambda reason, text: ledger.record(inter.KIND, reason, text),
     )
     pools = {"free": greetings.FREE_GREETINGS, "leading": greetings.LEADING_GREETINGS}
-    with progress_bar("self-interactions", total=len(plan.targets), enabled=progress) as bar:
+    with progress_bar("self-interactions", total=len(plan.targets), enabled=session.progress) as bar:
         bar.advance(plan.done)
         while chunk := plan.next_chunk(s.chunk_size):
             convs = []
