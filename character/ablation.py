@@ -227,29 +227,22 @@ def write_summary(root: Path, pcts: list[int], mode: str) -> list[dict[str, Any]
 def _plot(rows: list[dict[str, Any]], out: Path) -> bool:
     if not rows:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from character.report import pyplot, save_figure
 
     x = [r["pct"] for r in rows]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for key, label in (("marker_before", "before"), ("marker_after", "after")):
-        pts = [(xi, r[key]) for xi, r in zip(x, rows, strict=True) if r[key] is not None]
-        if pts:
-            a1.plot(*zip(*pts, strict=True), marker="o", label=label)
-    a1.set_xlabel("% of data")
-    a1.set_ylabel("marker rate")
+    fig, (a1, a2) = pyplot().subplots(1, 2, figsize=(9, 3.4))
+    panels = (
+        (a1, (("marker_before", "before"), ("marker_after", "after")), "marker rate"),
+        (a2, (("dpo_final_loss", "DPO"), ("sft_final_loss", "SFT")), "final training loss"),
+    )
+    for ax, series, ylabel in panels:
+        for key, label in series:
+            pts = [(xi, r[key]) for xi, r in zip(x, rows, strict=True) if r[key] is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=label)
+        ax.set_xlabel("% of data")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
     a1.set_ylim(0, 1)
-    a1.legend(fontsize=8)
-    for key, label in (("dpo_final_loss", "DPO"), ("sft_final_loss", "SFT")):
-        pts = [(xi, r[key]) for xi, r in zip(x, rows, strict=True) if r[key] is not None]
-        if pts:
-            a2.plot(*zip(*pts, strict=True), marker="o", label=label)
-    a2.set_xlabel("% of data")
-    a2.set_ylabel("final training loss")
-    a2.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    save_figure(fig, out)
     return True

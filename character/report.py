@@ -177,7 +177,8 @@ def stage_rows(sub_dir: Path) -> list[dict[str, Any]]:
 # ---- plots ----------------------------------------------------------------------------------------
 
 
-def _plt():  # type: ignore[no-untyped-def]
+def pyplot():  # type: ignore[no-untyped-def]
+    """matplotlib.pyplot on the file-only Agg backend (runs have no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -186,12 +187,20 @@ def _plt():  # type: ignore[no-untyped-def]
     return plt
 
 
+def save_figure(fig, out: Path) -> Path:  # type: ignore[no-untyped-def]
+    """Lay out, write and free one figure (every report and ablation plot ends this way)."""
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    pyplot().close(fig)
+    return out
+
+
 def plot_training(sub_dir: Path, out: Path, title: str) -> Path | None:
     dpo = read_metrics(sub_dir / "dpo" / "metrics.jsonl")
     sft = read_metrics(sub_dir / "sft" / "metrics.jsonl")
     if not dpo and not sft:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     for rows, name in ((dpo, "DPO"), (sft, "SFT")):
         xs, ys = curve(rows, "loss")
@@ -217,32 +226,26 @@ def plot_training(sub_dir: Path, out: Path, title: str) -> Path | None:
     ax2.set_ylabel("accuracy")
     ax2.set_title("DPO reward accuracy")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_drops(drops: dict[str, dict[str, int]], out: Path, title: str) -> Path | None:
     items = [(f"{stage}: {reason}", n) for stage, d in drops.items() for reason, n in d.items() if n]
     if not items:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.4 * len(items) + 1.2))
     ax.barh([k for k, _ in items], [n for _, n in items], color="tab:red")
     ax.invert_yaxis()
     ax.set_xlabel("rows dropped")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_markers(rates: dict[str, dict[str, float]], out: Path) -> Path | None:
     if not rates:
         return None
-    plt = _plt()
+    plt = pyplot()
     labels = list(rates)
     x = range(len(labels))
     fig, ax = plt.subplots(figsize=(max(4, 1.8 * len(labels)), 3.4))
@@ -253,10 +256,7 @@ def plot_markers(rates: dict[str, dict[str, float]], out: Path) -> Path | None:
     ax.set_ylabel("share of replies with a marker")
     ax.set_title("persona markers on held-out prompts, no system prompt")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 # ---- the report -----------------------------------------------------------------------------------
