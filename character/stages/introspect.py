@@ -207,17 +207,14 @@ class _Session:
     tokens: ChunkTokens
     progress: bool
 
+    def parts(self) -> tuple[RunConfig, Backend, Generator, Ledger, ChunkTokens]:
+        return self.cfg, self.backend, self.gen, self.ledger, self.tokens
+
 
 def _reflections(
     session: _Session, system: str, plan: SlotPlan, store: JsonlStore, rows: list[dict[str, Any]]
 ) -> None:
-    cfg, backend, gen, ledger, tokens = (
-        session.cfg,
-        session.backend,
-        session.gen,
-        session.ledger,
-        session.tokens,
-    )
+    cfg, backend, gen, ledger, tokens = session.parts()
     s = cfg.introspect
     params = _params(cfg, s.reflection_max_new_tokens)
     check = make_filter(refl.KIND, cfg)
@@ -257,13 +254,7 @@ def _reflections(
 def _interactions(
     session: _Session, systems: dict[str, str], plan: SlotPlan, store: JsonlStore, rows: list[dict[str, Any]]
 ) -> None:
-    cfg, backend, gen, ledger, tokens = (
-        session.cfg,
-        session.backend,
-        session.gen,
-        session.ledger,
-        session.tokens,
-    )
+    cfg, backend, gen, ledger, tokens = session.parts()
     s = cfg.introspect
     if not plan.next_chunk(1):
         return
