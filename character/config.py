@@ -105,6 +105,8 @@ class LoraSettings(Section):
     """LoRA dropout (paper: 0)."""
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
     """Modules that get adapters; `all-linear` covers every linear layer except the output head."""
+    quantize: Literal["none", "4bit", "8bit"] = "none"
+    """QLoRA: load the frozen base in 4-bit (NF4, double quantization, bf16 compute) or 8-bit with bitsandbytes while training (CUDA only). Verification, merges and the next stage always use the full-precision base."""
 
 
 class DistillConfig(Section):
@@ -321,6 +323,10 @@ class PipelineConfig(Section):
     """Percentages of the data for `character ablation` (nested subsets in sequential mode)."""
     ablation_mode: Literal["sequential", "parallel"] = "sequential"
     """`sequential`: generate once at 100 % and train on nested subsets; `parallel`: one full run per scale."""
+    ablation_concurrency: int = Field(0, ge=0)
+    """Parallel ablation: scales running at once (0 = one per GPU group, or 2 on a machine without GPUs); the rest wait in a queue."""
+    ablation_gpus_per_run: int = Field(0, ge=0)
+    """Parallel ablation: GPUs given to each scale (CUDA_VISIBLE_DEVICES; 0 = the visible GPUs split evenly, at least 1)."""
 
     @field_validator("ablation_scales")
     @classmethod
@@ -328,6 +334,38 @@ class PipelineConfig(Section):
         if not v or any(p < 1 or p > 100 for p in v):
             raise ValueError("each scale must be a percentage from 1 to 100 (e.g. 25,50,75,100)")
         return sorted(set(v))
+
+
+class TrainConfig(Section):
+    num_processes: int = Field(1, ge=1)
+    """Training processes (one per GPU): above 1, the dpo and sft stages run under `accelerate launch` as a child process; generation stays on its engines. dpo/sft.batch_size stays the global batch."""
+    accelerate_config: str = ""
+    """`ddp`, `zero2`, `zero3` (configs/accelerate/NAME.yaml) or a path to an accelerate YAML; "" launches plain DDP (gloo on CPU). Setting it launches even with one process."""
+    num_machines: int = Field(1, ge=1)
+    """Machines in a multi-node launch (accelerate --num_machines); num_processes counts all of them."""
+    machine_rank: int = Field(0, ge=0)
+    """Rank of this machine in a multi-node launch (0 on the main node; SLURM: $SLURM_NODEID)."""
+    main_process_ip: str = ""
+    """Address of machine 0 in a multi-node launch ("" = this machine)."""
+    main_process_port: int = Field(0, ge=0, le=65535)
+    """Rendezvous port (0 = a free port on this machine; multi-node needs a fixed one, e.g. 29500)."""
+    report_to: list[Literal["none", "tensorboard", "wandb", "trackio"]] = ["none"]
+    """Experiment trackers for the dpo and sft trainers (metrics.jsonl is always written). The run name is the run directory; tensorboard events go to <stage>/tensorboard/, wandb files to <stage>/wandb/."""
+    wandb_mode: Literal["offline", "online"] = "offline"
+    """wandb mode when report_to has wandb: `offline` needs no network (upload later with `wandb sync`)."""
+    save_steps: int = Field(50, ge=1)
+    """Write a resumable checkpoint (adapter, optimizer, scheduler, RNG) every N optimizer steps into the stage's trainer dir."""
+    save_total_limit: int = Field(2, ge=1)
+    """Checkpoints kept per training run (older ones are deleted)."""
+    resume: bool = False
+    """Continue a killed dpo/sft training run from its last complete checkpoint (`--resume`; the pipeline's --resume sets it). Refused when the stage's data or settings changed since the checkpoint."""
+
+    @field_validator("report_to")
+    @classmethod
+    def _trackers(cls, v: list[str]) -> list[str]:
+        if "none" in v and len(v) > 1:
+            raise ValueError(f"'none' cannot be combined with other trackers; got {v}")
+        return v or ["none"]
 
 
 class RunConfig(Section):
@@ -361,3 +399,5 @@ class RunConfig(Section):
     """Evaluation settings."""
     pipeline: PipelineConfig = PipelineConfig()
     """The pipeline runner: smoke runs, report, ablation scales (see `character pipeline --help`)."""
+    train: TrainConfig = TrainConfig()
+    """How dpo and sft train: processes and accelerate config, checkpoints and resume, trackers."""
