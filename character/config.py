@@ -9,7 +9,7 @@ every value.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -77,8 +77,56 @@ class BackendConfig(Section):
     """Extra arguments passed to `vllm serve` (e.g. --tensor-parallel-size 2)."""
     server_start_timeout_s: float = Field(600.0, gt=0)
     """How long to wait for a managed server to become healthy."""
+    port: int | None = Field(None, ge=1, le=65535)
+    """Port of a managed vLLM server (None: a free port picked at start, so roles, eval commands and parallel runs never collide); for `openai`, replaces the port of base_url."""
+    gpus: list[int] = []
+    """GPU indices of this engine: a managed vLLM server runs with CUDA_VISIBLE_DEVICES set to them, and engines whose GPUs overlap never run at once ([]: every visible GPU)."""
+    model: str = ""
+    """Name sent to an `openai` endpoint instead of the model reference (usually per role, e.g. roles.teacher.model = a hosted id, or the name a server serves a local model under)."""
+    chat_template_kwargs: dict[str, Any] = {}
+    """Extra chat-template arguments for every engine (e.g. {enable_thinking = false} for Qwen3)."""
     prices: dict[str, Price] = {}
     """USD per million tokens by model name; models not listed cost 0 (local)."""
+
+
+class RoleBackend(Section):
+    """One role's engine: every field left unset (None) is taken from [backend]."""
+
+    kind: Literal["hf", "openai", "vllm"] | None = None
+    """Engine of this role (None: backend.kind)."""
+    base_url: str | None = None
+    """Endpoint of this role's `openai` engine, or the host its managed vLLM listens on (None: backend.base_url)."""
+    port: int | None = Field(None, ge=1, le=65535)
+    """Port of this role's managed vLLM server, or of its endpoint (None: backend.port, else a free port)."""
+    provider: Literal["auto", "vllm", "openai", "ollama", "transformers", "generic"] | None = None
+    """Kind of OpenAI-compatible endpoint (None: backend.provider)."""
+    model: str | None = None
+    """Name sent to this role's endpoint instead of the model reference (a hosted id, or the name a server serves the model under)."""
+    concurrency: int | None = Field(None, ge=1)
+    """Requests in flight at once for this role (None: backend.concurrency)."""
+    gpus: list[int] | None = None
+    """GPUs of this role's engine (None: backend.gpus); roles whose GPUs overlap never run at once."""
+    vllm_extra_args: list[str] | None = None
+    """Extra `vllm serve` arguments for this role's server (None: backend.vllm_extra_args)."""
+    api_key_env: str | None = None
+    """Environment variable holding this role's API key (None: backend.api_key_env)."""
+    chat_template_kwargs: dict[str, Any] | None = None
+    """Chat-template arguments for this role (None: backend.chat_template_kwargs)."""
+
+
+class RolesConfig(Section):
+    """Each role's engine; a role inherits every unset field from [backend]."""
+
+    teacher: RoleBackend = RoleBackend()
+    """Writes the chosen replies (distill) and expands prompts."""
+    student: RoleBackend = RoleBackend()
+    """Writes the rejected replies (distill) and the eval baseline/final replies."""
+    introspect: RoleBackend = RoleBackend()
+    """The DPO model writing introspection data."""
+    judge: RoleBackend = RoleBackend()
+    """Judges pairwise matches and revealed preferences."""
+    classifier: RoleBackend = RoleBackend()
+    """Classifies replies (robustness)."""
 
 
 class SamplingConfig(Section):
@@ -134,6 +182,8 @@ class DistillConfig(Section):
     """Attempts generated, filtered and appended (fsync) per batch: a killed run loses at most one batch."""
     skip_filters: list[str] = []
     """Filter reason ids not to apply to either side (e.g. ["cut_off"] when a smoke run's token limits are tiny)."""
+    max_duplicate_rate: float = Field(0.1, ge=0, le=1)
+    """Gate: share of kept pairs that repeat an earlier sample of the same prompt (same chosen or same rejected reply); identical K samples mean broken seeds."""
 
 
 class HealthConfig(Section):
@@ -381,6 +431,8 @@ class RunConfig(Section):
     """Which models play teacher, student and judge."""
     backend: BackendConfig = BackendConfig()
     """Generation engine settings."""
+    roles: RolesConfig = RolesConfig()
+    """Per-role engines (teacher, student, introspect, judge, classifier), each overriding [backend]."""
     sampling: SamplingConfig = SamplingConfig()
     """Sampling for DPO pair generation."""
     lora: LoraSettings = LoraSettings()
