@@ -29,6 +29,10 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     n: int = 1
     seed: int | None = None
+    top_k: int = 0
+    """Keep only the k most likely tokens (0 or -1: off)."""
+    min_p: float = 0.0
+    """Drop tokens below min_p x the top token's probability (0: off)."""
 
 
 @dataclass
