@@ -81,7 +81,7 @@ def merge(
     cfg = res.config
     if run is None and (dpo is None or sft is None):
         name = registry.checkpoint_name(cfg.persona, "sft", cfg.name_suffix or None)
-        entry = registry.load().checkpoints.get(name)
+        entry = registry.find(name)
         run = (
             Path(entry.run)
             if entry and entry.run

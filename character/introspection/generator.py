@@ -57,7 +57,7 @@ def _adapter_base(adapter_dir: Path, fallback: str) -> str:
         raise ConfigError(
             f"{adapter_dir}/adapter_config.json cannot be read ({e}); re-save the adapter"
         ) from e
-    if base and (Path(base).expanduser().exists() or registry.load().checkpoints.get(base)):
+    if base and (Path(base).expanduser().exists() or registry.find(base)):
         return str(base)
     log.warning(
         "adapter %s names base %r, which is not available here; loading it on models.student = %r",
@@ -70,7 +70,7 @@ def _adapter_base(adapter_dir: Path, fallback: str) -> str:
 
 def from_checkpoint(ref: str, student: str) -> Generator:
     """Resolve `--checkpoint`: registry name, adapter dir, full model dir or a plain model reference."""
-    ck = registry.load().checkpoints.get(ref)
+    ck = registry.find(ref)
     if ck is not None:
         if not Path(ck.path).exists():
             raise ConfigError(
