@@ -142,6 +142,12 @@ class SamplingConfig(Section):
     """OpenAI-style frequency penalty (0 = off); subtracts penalty x count for each token already generated."""
     stop: list[str] = []
     """Extra stop strings; EOS and the fake-turn markers (\\nUser:, \\nAssistant:, ...) are always added."""
+    top_k: int = Field(0, ge=-1)
+    """Keep only the k most likely tokens (0 or -1: off; paper: -1)."""
+    min_p: float = Field(0.0, ge=0, le=1)
+    """Drop tokens below min_p x the most likely token's probability (0: off)."""
+    generation_config: Literal["explicit", "vllm"] = "explicit"
+    """`explicit`: every sampling knob (temperature, top_p, top_k, min_p, repetition and frequency penalty, max_tokens) is sent to servers, neutral values included, so hf and vLLM sample alike. `vllm`: knobs left neutral are not sent and the server fills them from the model's generation_config.json (e.g. Qwen3's top_k 20): the model maker's sampling, but no longer the hf backend's."""
 
 
 class LoraSettings(Section):

@@ -1,20 +1,29 @@
 """The `openai` backend: any OpenAI-compatible chat endpoint (vLLM, `transformers serve`, Ollama,
-hosted APIs) over plain HTTP.
+hosted APIs) through the `openai` SDK.
 
 In: `GenerationRequest`s; out: `n` `Completion`s per request, in request order. Every sample has a
 fixed slot (request index, sample index) filled exactly once, so retries can neither lose nor
 duplicate a sample. Requests run on a bounded thread pool (`backend.concurrency`), each with its own
 timeout (`backend.timeout_s`); 429, 5xx, timeouts and connection errors are retried with exponential
-backoff and full jitter (honouring Retry-After), up to `backend.max_retries`. Token counts come from
-the response's `usage`.
+backoff and full jitter (honouring Retry-After), up to `backend.max_retries`. The SDK is the transport
+(connection pool, timeouts, typed errors that carry the status and headers); its own retries are off,
+so every retry is ours: counted, logged, and bounded by one policy. Token counts come from the
+response's `usage`.
 
 The API key is read from the environment variable `backend.api_key_env` at construction and lives in
 one private attribute: it is never logged, never put in `describe()` (what manifests record), and
 scrubbed from every error message (a server may echo headers back).
 
-Sampling knobs an endpoint does not take are dropped with a warning (see `capabilities.py`). With
-`n > 1` on an endpoint without `n`, each sample is its own request with seed `seed + j`: the same seed
-on every request would return the same sample n times.
+Every sampling knob is sent explicitly unless `sampling.generation_config = "vllm"` (see
+`request_body.py`: servers otherwise fill unsent knobs from the model's generation_config); knobs an
+endpoint does not take are dropped with a warning (see `capabilities.py`). `chat_template_kwargs`
+(e.g. `{"enable_thinking": false}`) travel with every request. With `n > 1` on an endpoint without
+`n`, each sample is its own request with seed `seed + j`: the same seed on every request would return
+the same sample n times.
+
+Whether the endpoint can continue a prefilled reply (`can_prefill`) comes from its provider; with
+`backend.provider = "auto"` a server whose /v1/models says `owned_by: vllm` is taken for vLLM (a
+local vLLM has no telltale URL).
 """
 
 from __future__ import annotations
@@ -25,12 +34,12 @@ import os
 import random
 import threading
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from http.client import HTTPException
 from typing import TYPE_CHECKING, Any, Literal
+
+import openai
 
 from character.backends.base import FAKE_TURN_STOPS, Completion, GenerationRequest, cut_at_stop
 from character.backends.capabilities import (
@@ -40,6 +49,7 @@ from character.backends.capabilities import (
     rejected_field,
     without,
 )
+from character.backends.request_body import GenerationConfigPolicy, sampling_fields
 from character.backends.server import ModelCheck, verify_models
 from character.errors import BackendError, ConfigError
 from character.progress import progress_bar
@@ -50,6 +60,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = {408, 409, 425, 429}
+# Fields of the chat-completions API proper; anything else (vLLM's top_k, continue_final_message, ...)
+# travels in the SDK's extra_body.
+STANDARD_FIELDS = {
+    "model",
+    "messages",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "n",
+    "frequency_penalty",
+}
 
 
 class _Retryable(Exception):
@@ -89,11 +112,16 @@ class OpenAIBackend:
         adapters: list[str] | None = None,
         require_key: bool | None = None,
         verify_model: bool = True,
+        generation_config: GenerationConfigPolicy = "explicit",
+        chat_template_kwargs: dict[str, Any] | None = None,
     ):
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.provider = detect_provider(self.base_url, provider)  # type: ignore[arg-type]
+        self._auto_provider = provider == "auto"
         self.caps: Capabilities = capabilities_for(self.provider)
+        self.generation_config = generation_config
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.concurrency = concurrency
         self.timeout_s = timeout_s
         self.retry = retry or RetryPolicy()
@@ -114,6 +142,12 @@ class OpenAIBackend:
         self.last_tokens_per_s = 0.0
         self._warned: set[str] = set()
         self._lock = threading.Lock()
+        # The SDK's own retries are off (max_retries=0): ours count, log and honour one policy. Without
+        # a key the Authorization header is left out per request (the SDK insists on some api_key).
+        self._client = openai.OpenAI(
+            base_url=self.base_url, api_key=self.__key or "unused", timeout=timeout_s, max_retries=0
+        )
+        self._headers: dict[str, Any] = {} if self.__key else {"Authorization": openai.Omit()}
 
     @classmethod
     def from_config(
@@ -130,16 +164,44 @@ class OpenAIBackend:
             retry=RetryPolicy(b.max_retries, b.backoff_base_s, b.backoff_max_s),
             adapters=adapters,
             verify_model=b.verify_model,
+            generation_config=cfg.sampling.generation_config,
+            chat_template_kwargs=b.chat_template_kwargs,
         )
 
     def check_model(self) -> ModelCheck:
         """Before the first request: the endpoint must serve this model and its adapters (a stale
         server answering for another model is worse than no server). Done once per backend."""
         if self.model_check is None:
+            listing: dict[str, Any] = {}
+
+            def call(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+                out = self.request_json(method, path, body)
+                if method == "GET" and path == "/models":
+                    listing.update(out)
+                return out
+
             self.model_check = verify_models(
-                self.base_url, [self.model, *self.adapters], request_json=self.request_json, exact=False
+                self.base_url, [self.model, *self.adapters], request_json=call, exact=False
             )
+            self._detect_from_listing(listing)
         return self.model_check
+
+    def _detect_from_listing(self, listing: dict[str, Any]) -> None:
+        """`auto` on a URL that says nothing: a /v1/models that vLLM wrote (owned_by "vllm") means vLLM,
+        with its capabilities (prefill, top_k, ...); anything else stays `generic`."""
+        if not self._auto_provider or self.provider != "generic":
+            return
+        owners = {str(m.get("owned_by", "")) for m in listing.get("data", []) if isinstance(m, dict)}
+        if owners == {"vllm"}:
+            log.info("%s lists its models as owned by vllm: using vLLM's capabilities", self.base_url)
+            self.provider, self.caps = "vllm", capabilities_for("vllm")
+
+    def can_prefill(self) -> bool:
+        """Whether this endpoint continues a prefilled assistant reply (asks the server what it is
+        first when the provider is `auto`)."""
+        if self._auto_provider and self.verify_model:
+            self.check_model()
+        return self.caps.prefill
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r}, provider={self.provider!r})"
@@ -154,6 +216,8 @@ class OpenAIBackend:
             "api_key_env": self.api_key_env,
             "api_key_set": self.__key is not None,
             "dropped_knobs": sorted(self._warned),
+            "generation_config": self.generation_config,
+            "chat_template_kwargs": self.chat_template_kwargs,
             "retries": self.retries,
             "model_check": self.model_check.as_dict() if self.model_check else None,
         }
@@ -167,33 +231,34 @@ class OpenAIBackend:
         return text
 
     def request_json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One HTTP exchange. Raises _Retryable for what is worth retrying, BackendError otherwise."""
+        """One raw JSON exchange through the SDK (model listing, echo checks). Raises _Retryable for
+        what is worth retrying, BackendError otherwise."""
+        opts: dict[str, Any] = {"headers": self._headers}
+        if method == "GET":
+            return self._transport(lambda: self._client.get(path, cast_to=object, options=opts), path)
+        return self._transport(lambda: self._client.post(path, body=body, cast_to=object, options=opts), path)
+
+    def _transport(self, fn: Callable[[], Any], path: str) -> Any:
+        """Run one SDK call; map its errors to retryable or final ones, with the key scrubbed."""
         url = self.base_url + path
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.__key:
-            headers["Authorization"] = f"Bearer {self.__key}"
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as e:
-            text = self.scrub(_read_body(e))
-            if e.code in RETRY_STATUS or e.code >= 500:
-                ra = e.headers.get("Retry-After") if e.headers else None
-                raise _Retryable(f"HTTP {e.code} from {url}: {text[:200]}", _parse_retry_after(ra)) from None
-            raise BackendError(f"HTTP {e.code} from {url}: {text[:300]}") from None
-        except TimeoutError as e:
-            raise _Retryable(f"timeout after {self.timeout_s:g}s on {url} ({type(e).__name__})") from None
-        except (urllib.error.URLError, ConnectionError, HTTPException, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise _Retryable(f"connection error on {url}: {self.scrub(str(reason))}") from None
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError:
-            raise _Retryable(
-                f"invalid JSON from {url}: {self.scrub(raw[:120].decode(errors='replace'))}"
-            ) from None
+            out = fn()
+        except openai.APIStatusError as e:
+            text = self.scrub(_body_text(e))
+            if e.status_code in RETRY_STATUS or e.status_code >= 500:
+                ra = _parse_retry_after(e.response.headers.get("retry-after"))
+                raise _Retryable(f"HTTP {e.status_code} from {url}: {text[:200]}", ra) from None
+            raise BackendError(f"HTTP {e.status_code} from {url}: {text[:300]}") from None
+        except openai.APITimeoutError:
+            raise _Retryable(f"timeout after {self.timeout_s:g}s on {url}") from None
+        except openai.APIConnectionError as e:
+            reason = e.__cause__ or e
+            raise _Retryable(f"connection error on {url}: {self.scrub(str(reason))[:200]}") from None
+        except (openai.APIResponseValidationError, json.JSONDecodeError) as e:
+            raise _Retryable(f"invalid JSON from {url}: {self.scrub(str(e))[:120]}") from None
+        if not isinstance(out, dict):
+            raise _Retryable(f"invalid JSON from {url}: {self.scrub(repr(out))[:120]}")
+        return out
 
     def _with_retries(self, fn: Any, what: str) -> Any:
         attempt = 0
@@ -230,21 +295,28 @@ class OpenAIBackend:
                 "start the server with that LoRA module"
             )
         messages = [dict(m) for m in req.messages]
-        body: dict[str, Any] = {
-            "model": req.adapter or self.model,
-            "max_tokens": p.max_new_tokens,
-            "temperature": p.temperature,
-            "top_p": p.top_p,
-        }
+        body: dict[str, Any] = {"model": req.adapter or self.model}
+        fields, gen = sampling_fields(p, self.caps, self.generation_config, self._warn_once)
+        body.update(fields)
+        if gen:
+            body["generation_config"] = json.dumps(gen, sort_keys=True)
         if req.prefill:
             if not self.caps.prefill:
                 raise BackendError(
-                    f"{self.provider} endpoint {self.base_url} cannot continue a prefilled assistant reply; "
-                    "use the hf or vllm backend, or set distill.teacher_prefill = 'off'"
+                    f"backend.provider = '{self.provider}' ({self.base_url}) cannot continue a prefilled "
+                    "assistant reply; set backend.provider = 'vllm' if it is a vLLM server, or turn the "
+                    "prefill off (distill.teacher_prefill = 'off')"
                 )
             messages.append({"role": "assistant", "content": req.prefill})
             body.update(continue_final_message=True, add_generation_prompt=False)
         body["messages"] = messages
+        if self.chat_template_kwargs:
+            if self.caps.chat_template_kwargs:
+                body["chat_template_kwargs"] = dict(self.chat_template_kwargs)
+            else:
+                self._warn_once(
+                    "chat_template_kwargs", f"not supported; asked for {self.chat_template_kwargs}"
+                )
         stops = list(dict.fromkeys([*FAKE_TURN_STOPS, *p.stop]))
         sent_stops = stops
         if self.caps.max_stops is not None and len(stops) > self.caps.max_stops:
@@ -253,16 +325,6 @@ class OpenAIBackend:
                 "stop", f"it takes {self.caps.max_stops} stop strings; the rest are cut client-side"
             )
         body["stop"] = sent_stops
-        if p.repetition_penalty != 1.0:
-            if self.caps.repetition_penalty:
-                body["repetition_penalty"] = p.repetition_penalty
-            else:
-                self._warn_once("repetition_penalty", f"not supported; asked for {p.repetition_penalty}")
-        if p.frequency_penalty:
-            if self.caps.frequency_penalty:
-                body["frequency_penalty"] = p.frequency_penalty
-            else:
-                self._warn_once("frequency_penalty", f"not supported; asked for {p.frequency_penalty}")
         if seed is not None:
             if self.caps.seed:
                 body["seed"] = seed
@@ -272,14 +334,23 @@ class OpenAIBackend:
             body["n"] = n
         return body, stops
 
+    def _post_chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /chat/completions through the SDK: API fields as arguments, the rest as extra_body."""
+        std = {k: v for k, v in body.items() if k in STANDARD_FIELDS}
+        extra = {k: v for k, v in body.items() if k not in STANDARD_FIELDS}
+        return self._transport(
+            lambda: self._client.chat.completions.create(
+                **std, extra_body=extra or None, extra_headers=self._headers
+            ).to_dict(),
+            "/chat/completions",
+        )
+
     def _chat(self, req: GenerationRequest, n: int, seed: int | None) -> list[Completion]:
         """Up to `n` completions from one request (an endpoint may ignore `n` and return fewer)."""
         while True:
             body, stops = self._body(req, n, seed)
             try:
-                data = self._with_retries(
-                    lambda body=body: self.request_json("POST", "/chat/completions", body), "chat completion"
-                )
+                data = self._with_retries(lambda body=body: self._post_chat(body), "chat completion")
                 break
             except BackendError as e:
                 field = rejected_field(str(e), set(body) - {"model", "messages", "max_tokens", "stop"})
@@ -361,14 +432,14 @@ class OpenAIBackend:
         return [r if r is not None else [] for r in results]
 
     def close(self) -> None:
-        return None
+        self._client.close()
 
 
-def _read_body(e: urllib.error.HTTPError) -> str:
+def _body_text(e: openai.APIStatusError) -> str:
     try:
-        return e.read().decode(errors="replace")
+        return e.response.text
     except Exception:
-        return ""
+        return str(e)
 
 
 def _parse_retry_after(value: str | None) -> float | None:
