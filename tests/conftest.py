@@ -4,15 +4,24 @@
   conversion is cached; later sessions reuse it in ~0.2 s).
 - `tiny_model`: a random-init Llama (hidden 16, 2 layers) with the embedded tokenizer and chat
   template, built offline once per test session, for sub-second wiring tests.
+- `finished_smoke_run`: one `character pipeline remorseful --scale smoke --smoke small` through the real
+  CLI, built once per test session and shared by every test that reads a finished run (pipeline,
+  eval, robustness, studio, examples). It is read-only: a test that changes it takes
+  `copy_of_smoke_run` (hard links for large files, which every stage replaces rather than edits).
 - Every test starts with no CHARACTER_* variables from the developer's shell.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("CHARACTER_NO_PROGRESS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -70,3 +79,49 @@ def artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedded_model: P
     (root / "models" / embedded_model.name).symlink_to(embedded_model)
     monkeypatch.setenv("CHARACTER_ARTIFACTS", str(root))
     return root
+
+
+def cli_env(artifacts: Path, **extra: str) -> dict[str, str]:
+    """The environment for a CLI subprocess: no CHARACTER_* from the shell, this test's artifacts."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHARACTER_")}
+    env.update(CHARACTER_ARTIFACTS=str(artifacts), CHARACTER_NO_PROGRESS="1", **extra)
+    return env
+
+
+def run_cli(*args: str, artifacts: Path, timeout: int = 2400, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m character.cli ARGS` in a subprocess, as a user would run it."""
+    cmd = [sys.executable, "-m", "character.cli", *args]
+    return subprocess.run(
+        cmd, env=cli_env(artifacts, **env), cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="session")
+def finished_smoke_run(embedded_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """(run dir, CLI output) of a finished smoke-small pipeline. Read-only: see `copy_of_smoke_run`."""
+    artifacts = tmp_path_factory.mktemp("smoke-pipeline") / "artifacts"
+    (artifacts / "models").mkdir(parents=True)
+    (artifacts / "models" / embedded_model.name).symlink_to(embedded_model)
+    res = run_cli("pipeline", "remorseful", "--scale", "smoke", "--smoke", "small", artifacts=artifacts)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (run,) = (artifacts / "runs").iterdir()
+    return run, res.stdout + res.stderr
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    # Weights are written once through atomic_dir and never edited in place, so a hard link is safe;
+    # small files (JSONL appended by --resume, registry) are real copies.
+    if os.path.getsize(src) > 1_000_000:
+        os.link(src, dst)
+    else:
+        shutil.copy2(src, dst)
+
+
+@pytest.fixture
+def copy_of_smoke_run(finished_smoke_run: tuple[Path, str], tmp_path: Path) -> Path:
+    """A private copy of the finished smoke run's artifacts dir; returns the copied run dir."""
+    run, _ = finished_smoke_run
+    src_artifacts = run.parent.parent
+    dst_artifacts = tmp_path / "artifacts"
+    shutil.copytree(src_artifacts, dst_artifacts, symlinks=True, copy_function=_link_or_copy)
+    return dst_artifacts / "runs" / run.name

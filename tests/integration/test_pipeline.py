@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,36 +20,14 @@ import pytest
 
 from character.layout import STAGES
 from character.manifest import read_manifest
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _env(artifacts: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHARACTER_")}
-    env.update(CHARACTER_ARTIFACTS=str(artifacts), CHARACTER_NO_PROGRESS="1", **extra)
-    return env
-
-
-def _cli(*args: str, artifacts: Path, timeout: int = 2400, **env: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "character.cli", *args]
-    return subprocess.run(
-        cmd, env=_env(artifacts, **env), cwd=ROOT, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def _only_run(artifacts: Path) -> Path:
-    (run,) = (artifacts / "runs").iterdir()
-    return run
+from tests.conftest import ROOT
+from tests.conftest import cli_env as _env
+from tests.conftest import run_cli as _cli
 
 
 @pytest.fixture(scope="module")
-def smoke_run(embedded_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    artifacts = tmp_path_factory.mktemp("pipeline") / "artifacts"
-    (artifacts / "models").mkdir(parents=True)
-    (artifacts / "models" / embedded_model.name).symlink_to(embedded_model)
-    res = _cli("pipeline", "remorseful", "--scale", "smoke", "--smoke", "small", artifacts=artifacts)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return _only_run(artifacts), res.stdout + res.stderr
+def smoke_run(finished_smoke_run: tuple[Path, str]) -> tuple[Path, str]:
+    return finished_smoke_run
 
 
 def test_smoke_pipeline_writes_every_artifact(smoke_run: tuple[Path, str]) -> None:
@@ -82,10 +59,10 @@ def test_smoke_pipeline_writes_every_artifact(smoke_run: tuple[Path, str]) -> No
     assert "run finished" in output
 
 
-def test_nan_in_smoke_small_dpo_stops_before_smoke_large(smoke_run: tuple[Path, str]) -> None:
-    # Reuse the finished smoke-small's data: rerun its DPO (and what follows) with an absurd learning
-    # rate, asking for both smoke runs. The runner must stop at smoke-small's DPO.
-    run, _ = smoke_run
+def test_nan_in_smoke_small_dpo_stops_before_smoke_large(copy_of_smoke_run: Path) -> None:
+    # Reuse a copy of the finished smoke-small's data: rerun its DPO (and what follows) with an absurd
+    # learning rate, asking for both smoke runs. The runner must stop at smoke-small's DPO.
+    run = copy_of_smoke_run
     res = _cli(
         "pipeline",
         "remorseful",
