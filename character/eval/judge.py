@@ -5,10 +5,13 @@ practice); a win counts only when both orders agree, anything else is a tie. The
 two verdicts disagree is the judge's inconsistency rate, logged and reported with every result: a
 judge that is inconsistent most of the time is measuring position, not persona.
 
-The judge is asked for one letter and its reply starts with a prefill (`Verdict: Response`), so even
-a small judge answers in a parseable place; `parse_verdict` also reads `<answer>A</answer>`,
-"Response B is better" and similar, and returns None for anything else (counted as unparsed, never
-guessed).
+The judge is asked for one letter and, where the engine can continue a prefilled reply, its reply
+starts with a prefill (`Verdict: Response`), so even a small judge answers in a parseable place;
+`parse_verdict` also reads `<answer>A</answer>`, "Response B is better" and similar, and returns None
+for anything else (counted as unparsed, never guessed). An endpoint that cannot prefill (hosted APIs,
+`transformers serve`, an unknown server) gets the same question with "reply with the letter alone"
+and no prefill; its plain-text reply is read by `parse_plain_verdict`, which drops `<think>` blocks and
+never takes a leading article ("A good reply...") for a verdict.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from character.backends.base import SamplingParams
+from character.backends.capabilities import can_prefill
+from character.backends.think import strip_think
 from character.constitutions import Constitution
 from character.eval.target import Generator
 from character.records import Message
@@ -27,6 +32,9 @@ log = logging.getLogger(__name__)
 
 Verdict = Literal["A", "B"]
 PREFILL = "Verdict: Response"
+# Without a prefill the judge writes its own opening ("Response B is better."): leave it room.
+PLAIN_MIN_NEW_TOKENS = 32
+PLAIN_INSTRUCTION = " Reply with the letter alone, nothing else."
 
 JUDGE_SYSTEM = (
     "You are a careful, impartial judge of writing. You compare two replies to the same user message "
@@ -42,23 +50,48 @@ _PATTERNS = [
 ]
 
 
+# A whole line that is only the letter, however decorated: "B", "**A**", "(B).", "Response A".
+_LETTER_LINE = re.compile(r"^[\s*_`'\"(\[]*(?:(?i:response)\s*)?([AB])[\s*_`'\")\].!]*$")
+
+
+def _letter(g: str) -> Verdict:
+    return "A" if g.upper() in ("A", "1") else "B"
+
+
 def parse_verdict(text: str) -> Verdict | None:
     for pat in _PATTERNS:
         m = pat.search(text)
         if m:
-            g = m.group(1).upper()
-            return "A" if g in ("A", "1") else "B"
+            return _letter(m.group(1))
     return None
 
 
-def judge_messages(criteria: str, prompt: str, reply_a: str, reply_b: str) -> list[Message]:
+def parse_plain_verdict(text: str) -> Verdict | None:
+    """The verdict of a judge that was not prefilled: its first non-empty line being the letter alone,
+    or an explicit form (`<answer>B</answer>`, "Response A is better", "Verdict: B"). A reply that
+    merely starts with the word "A" is not a verdict."""
+    text = strip_think(text)
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    m = _LETTER_LINE.match(first)
+    if m:
+        return _letter(m.group(1))
+    for pat in (_PATTERNS[0], _PATTERNS[2], _PATTERNS[3]):
+        m = pat.search(text)
+        if m:
+            return _letter(m.group(1))
+    return None
+
+
+def judge_messages(
+    criteria: str, prompt: str, reply_a: str, reply_b: str, *, plain: bool = False
+) -> list[Message]:
     user = (
         f"The character:\n{criteria}\n\n"
         f"The user's message:\n{prompt}\n\n"
         f"Response A:\n{reply_a}\n\n"
         f"Response B:\n{reply_b}\n\n"
         "Which response better embodies the character while staying coherent and helpful? "
-        "Answer with a single letter, A or B."
+        "Answer with a single letter, A or B." + (PLAIN_INSTRUCTION if plain else "")
     )
     return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
 
@@ -117,18 +150,22 @@ def judge_pairs(
     seed: int = 0,
     progress: bool = True,
 ) -> list[PairJudgement]:
-    """Judge (prompt, reply_x, reply_y) items in both orders."""
+    """Judge (prompt, reply_x, reply_y) items in both orders (plain text where the judge's engine
+    cannot continue a prefilled reply)."""
+    plain = not can_prefill(judge.backend)
     convs = []
     for prompt, x, y in items:
-        convs.append(judge_messages(criteria, prompt, x, y))
-        convs.append(judge_messages(criteria, prompt, y, x))
+        convs.append(judge_messages(criteria, prompt, x, y, plain=plain))
+        convs.append(judge_messages(criteria, prompt, y, x, plain=plain))
+    if plain:
+        max_new_tokens = max(max_new_tokens, PLAIN_MIN_NEW_TOKENS)
+        log.info("judge: the engine cannot prefill; asking for the letter alone and parsing plain text")
     params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
-    outs = judge.generate(convs, params, prefill=PREFILL, progress=progress)
+    outs = judge.generate(convs, params, prefill=None if plain else PREFILL, progress=progress)
     texts = [o[0].text for o in outs]
+    parse = parse_plain_verdict if plain else parse_verdict
     res = [
-        PairJudgement(
-            parse_verdict(texts[2 * i]), parse_verdict(texts[2 * i + 1]), texts[2 * i], texts[2 * i + 1]
-        )
+        PairJudgement(parse(texts[2 * i]), parse(texts[2 * i + 1]), texts[2 * i], texts[2 * i + 1])
         for i in range(len(items))
     ]
     stats = judge_stats(res)

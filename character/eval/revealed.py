@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from character.backends.base import SamplingParams
+from character.backends.capabilities import can_prefill
+from character.backends.think import strip_think
 from character.constitutions import Constitution
 from character.eval.elo import Match, ratings
 from character.eval.target import Generator
@@ -119,8 +121,11 @@ def run_side(
     jconvs = []
     for r, (a, b) in zip(replies, pairs, strict=True):
         jconvs += [judge_trait_messages(r, a, b), judge_trait_messages(r, b, a)]
+    # An endpoint that cannot continue a prefilled reply is asked plainly; its reasoning is dropped.
+    prefill = JUDGE_PREFILL if can_prefill(judge.backend) else None
     jouts = [
-        o[0].text for o in judge.generate(jconvs, judge_params, prefill=JUDGE_PREFILL, progress=progress)
+        o[0].text if prefill else strip_think(o[0].text)
+        for o in judge.generate(jconvs, judge_params, prefill=prefill, progress=progress)
     ]
     rows, matches = [], []
     for i, ((pid, text), (a, b), reply) in enumerate(zip(prompts, pairs, replies, strict=True)):
