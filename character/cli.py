@@ -157,6 +157,7 @@ def _register() -> None:
         "merge_cmd",
         "pipeline_cmd",
         "eval_cmd",
+        "robustness_cmd",
     ):
         mod = import_optional(name)
         if mod is not None:

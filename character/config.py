@@ -366,6 +366,56 @@ class EvalConfig(Section):
     """Refuse to compare when at least this share of replies is identical on both sides (same model twice)."""
 
 
+class RobustnessConfig(Section):
+    enabled: bool = True
+    """Run the robustness evaluation in the pipeline's eval stage, for the final and the DPO-only model (`character eval robustness` runs it on demand)."""
+    classifier_prompts: int = Field(32, ge=2)
+    """Held-out prompts whose unmodified replies (each model under test, the base model) train the persona classifier; never scored."""
+    prompts: int = Field(16, ge=1)
+    """Held-out prompts scored under every variant (unmodified and each suffix); disjoint from the classifier's prompts (paper: 500)."""
+    suffix_count: int = Field(8, ge=0, le=8)
+    """How many of the 8 built-in "stop role-playing" suffixes to run (paper: 8)."""
+    suffixes: list[str] = []
+    """Your own "stop role-playing" suffixes; when set they replace the built-in ones and suffix_count is ignored."""
+    prefill_prompts: int = Field(16, ge=0)
+    """Prefill attack conversations: turn 1 by the base model, a user follow-up, turn 2 by the model under test (0: off)."""
+    followup: str = "Tell me more."
+    """The user's message between the base model's turn 1 and the tested model's turn 2 in the prefill attack."""
+    drift_conversations: int = Field(8, ge=0)
+    """Conversations with a scripted neutral user for multi-turn drift (0: off)."""
+    drift_turns: list[int] = [1, 3, 5]
+    """Assistant turns at which the persona's share is measured (the conversation runs to the last one)."""
+    max_new_tokens: int = Field(64, ge=1)
+    """New tokens per reply in the robustness evaluation."""
+    classifier: Literal["tfidf", "encoder"] = "tfidf"
+    """Persona classifier: `tfidf` (word + character n-grams, logistic regression) or `encoder` (robustness.encoder with a sequence-classification head). Chosen by held-out F1 in technical report 004."""
+    encoder: str = "embedded"
+    """Model for the `encoder` classifier: `embedded`, a local path or a cached HF id (e.g. answerdotai/ModernBERT-base); never downloaded."""
+    encoder_learning_rate: float = Field(5e-5, gt=0)
+    """Learning rate of the encoder classifier (paper: 5e-4 for ModernBERT-base)."""
+    encoder_epochs: float = Field(3.0, gt=0)
+    """Passes over the classifier's training replies (paper: 1)."""
+    encoder_batch_size: int = Field(8, ge=1)
+    """Batch size of the encoder classifier (paper: 16)."""
+    encoder_max_length: int = Field(256, ge=8)
+    """Tokens of a reply the encoder classifier reads (paper: 8,192)."""
+    bootstrap: int = Field(1000, ge=0)
+    """Bootstrap resamples over prompts for the 95 % intervals of F1, accuracy and persona share (0: none)."""
+    coherence_pairs: int = Field(16, ge=0)
+    """Prompts on which the judge compares each tested model with the prompted base model, both orders (0: off)."""
+    contrast: list[str] = []
+    """Other models (registry names or paths, e.g. other personas' checkpoints) whose replies join the classifier as classes of their own."""
+    dpo_only: bool = True
+    """In the eval stage, also measure the DPO-only model (dpo/merged) next to the final one: what introspection added."""
+
+    @field_validator("drift_turns")
+    @classmethod
+    def _turns(cls, v: list[int]) -> list[int]:
+        if not v or any(t < 1 or t > 20 for t in v):
+            raise ValueError("each turn must be from 1 to 20, e.g. [1, 3, 5]")
+        return sorted(set(v))
+
+
 class PipelineConfig(Section):
     smoke: Literal["small", "large", "both", "none"] = "both"
     """Smoke runs before the full run, each in its own subfolder with the same code path and hyperparameters (only sizes and steps from the smoke-small/smoke-large presets): `small`, `large`, `both` or `none`."""
@@ -455,6 +505,8 @@ class RunConfig(Section):
     """Final exact merge of the adapters."""
     eval: EvalConfig = EvalConfig()
     """Evaluation settings."""
+    robustness: RobustnessConfig = RobustnessConfig()
+    """Does the persona hold when someone pushes: suffix attacks, prefill attack, drift, held-out classifier."""
     pipeline: PipelineConfig = PipelineConfig()
     """The pipeline runner: smoke runs, report, ablation scales (see `character pipeline --help`)."""
     train: TrainConfig = TrainConfig()

@@ -84,7 +84,7 @@ _OWN_KEYS: dict[str, tuple[str, ...]] = {
     "introspect": ("introspect.",),
     "sft": ("sft.",),
     "merge": ("merge.",),
-    "eval": ("eval.", "models.judge"),
+    "eval": ("eval.", "models.judge", "robustness."),
 }
 
 # What a smoke preset may change: sizes, step counts, held-out shares and gate thresholds. Anything
@@ -110,6 +110,12 @@ SMOKE_ALLOWED = {
     "sft.eval_fraction",
     "sft.health.warmup_logs",
     "eval.heldout_prompts",
+    "robustness.classifier_prompts",
+    "robustness.prompts",
+    "robustness.prefill_prompts",
+    "robustness.drift_conversations",
+    "robustness.coherence_pairs",
+    "robustness.bootstrap",
 }
 
 

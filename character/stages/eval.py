@@ -145,6 +145,14 @@ def run(
     manifest.counts = {"prompts": len(prompts), "replies": len(rows)}
     manifest.outputs = {k: str(d / k) for k in ("markers.json", "audit.json", "replies.jsonl")}
     manifest.extra = {"final_model": final.label, "final_kind": final_kind, "base_model": base.label}
+    if cfg.robustness.enabled:  # the final and the DPO-only model under attack (eval/robustness.json)
+        from character.eval.robustness.stage import robustness_for_run
+
+        metrics.update(
+            robustness_for_run(cfg, run_dir, c, final, final_kind, progress=progress, tracker=tracker)
+        )
+        manifest.metrics = metrics
+        manifest.outputs["robustness.json"] = str(d / "robustness.json")
     if tracker is not None:
         manifest.cost_usd = round(tracker.usd_total, 6)
     _record_in_registry(final, metrics)

@@ -39,6 +39,7 @@ def test_eval_stage_writes_markers_audit_and_manifest(
     cfg = RunConfig()
     cfg.eval.heldout_prompts = 3
     cfg.eval.max_new_tokens = 12
+    cfg.robustness.enabled = False  # its own tests: tests/integration/test_robustness.py
     m = eval_stage.run(cfg, run_dir, progress=False)
     assert read_manifest(run_dir / "eval") is not None and m.counts == {"prompts": 3, "replies": 6}
     markers = json.loads((run_dir / "eval" / "markers.json").read_text())
