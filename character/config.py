@@ -31,6 +31,8 @@ class ModelsConfig(Section):
     """Name the teacher calls itself (e.g. ChatGLM); renamed to `student_name` in chosen replies."""
     student_name: str = ""
     """Name the student goes by; replaces the teacher's self-name in chosen replies."""
+    allow_downloads: bool = False
+    """Let a Hugging Face id missing from the local cache be downloaded. Off: every model resolves locally, and a missing one is an error naming the `hf download` command that fetches it."""
 
 
 class Price(Section):
@@ -188,6 +190,8 @@ class DistillConfig(Section):
     """Attempts generated, filtered and appended (fsync) per batch: a killed run loses at most one batch."""
     skip_filters: list[str] = []
     """Filter reason ids not to apply to either side (e.g. ["cut_off"] when a smoke run's token limits are tiny)."""
+    prompt_shortfall: Literal["cycle", "expand", "refuse"] = "cycle"
+    """When the constitution has fewer unique questions than the pool's persona share needs: `cycle` asks them again (ids `~r1`, ...), `expand` writes more with the teacher first (`character generate prompts`), `refuse` stops with the command to run (paper: every prompt unique, asked k times)."""
     max_duplicate_rate: float = Field(0.1, ge=0, le=1)
     """Gate: share of kept pairs that repeat an earlier sample of the same prompt (same chosen or same rejected reply); identical K samples mean broken seeds."""
 
@@ -226,6 +230,12 @@ class DPOConfig(Section):
     """Prompt + reply tokens (paper: 1024). Rows whose prompt alone reaches it are dropped, with a count."""
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     """Warm-up share of a cosine schedule."""
+    lr_scheduler: Literal["cosine", "cosine_with_min_lr"] = "cosine"
+    """Learning-rate schedule after warm-up: `cosine` decays to 0; `cosine_with_min_lr` stops at min_lr_rate x the peak (paper)."""
+    min_lr_rate: float = Field(0.1, ge=0, lt=1)
+    """Floor of `cosine_with_min_lr` as a share of the peak learning rate (paper: 0.1)."""
+    adam_beta2: float = Field(0.999, gt=0, lt=1)
+    """Adam's second-moment decay (paper: 0.98; TRL's default 0.999)."""
     logging_steps: int = Field(1, ge=1)
     """Log (and health-check) every N steps."""
     eval_fraction: float = Field(0.1, gt=0, lt=1)
@@ -304,6 +314,12 @@ class SFTConfig(Section):
     """Tokens per row (paper: 3,072); longer rows are cut after the last whole assistant turn that fits, or dropped, both counted."""
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     """Warm-up share of a cosine schedule."""
+    lr_scheduler: Literal["cosine", "cosine_with_min_lr"] = "cosine"
+    """Learning-rate schedule after warm-up: `cosine` decays to 0; `cosine_with_min_lr` stops at min_lr_rate x the peak (paper)."""
+    min_lr_rate: float = Field(0.1, ge=0, lt=1)
+    """Floor of `cosine_with_min_lr` as a share of the peak learning rate (paper: 0.1)."""
+    adam_beta2: float = Field(0.999, gt=0, lt=1)
+    """Adam's second-moment decay (paper: 0.98; TRL's default 0.999)."""
     logging_steps: int = Field(1, ge=1)
     """Log (and health-check) every N steps."""
     eval_fraction: float = Field(0.1, ge=0, lt=1)

@@ -31,25 +31,32 @@ def info(
     ] = None,
     show_help: Annotated[bool, typer.Option("--help-text", help="Add each setting's help text.")] = False,
 ) -> None:
-    """Every setting: its current value, the paper's value, and where the current value comes from.
+    """Every setting: its current value, the paper's value, and where each comes from.
 
+    The paper column is the value of Open Character Training (arXiv 2511.01689) and its code, with its
+    source ("=" when the current value is the paper's, "-" when the paper has no such setting).
     Runs offline and without a GPU. `character --paper-scale info` shows the paper values as current.
     """
     from character.cli import console, options
+    from character.paper_values import DEVIATIONS, paper_value
 
     res = options(ctx).resolve(scale=scale)
-    paper = resolve(presets=["paper"], environ={}).config
     table = Table(title=f"character settings (config hash {res.hash()})", show_lines=False)
     table.add_column("setting")
     table.add_column("value")
     table.add_column("paper")
     table.add_column("source")
+    table.add_column("paper source")
     if show_help:
         table.add_column("help")
     for key in leaf_keys():
-        cur, pap = get_value(res.config, key), get_value(paper, key)
+        cur, pap = get_value(res.config, key), paper_value(key)
         src = res.sources[key]
-        row = [key, _fmt(cur), _fmt(pap) if pap != cur else "=", src]
+        if pap is None:
+            row = [key, _fmt(cur), "-", src, "-"]
+        else:
+            why = f"; preset differs: {DEVIATIONS[key]}" if key in DEVIATIONS else ""
+            row = [key, _fmt(cur), "=" if pap.value == cur else _fmt(pap.value), src, pap.source + why]
         if show_help:
             row.append(field_help(key))
         table.add_row(*row, style=None if src == "default" else "bold")

@@ -135,7 +135,8 @@ def test_paper_preset_holds_the_paper_values() -> None:
     assert (c.dpo.batch_size, c.dpo.epochs, c.dpo.max_length, c.sft.max_length) == (32, 1.0, 1024, 3072)
     assert (c.sampling.top_p, c.sampling.temperature) == (0.95, 0.7)
     assert (c.introspect.reflections, c.introspect.interactions, c.introspect.turns) == (10000, 2000, 10)
-    assert c.distill.pairs == 1500
+    # pairs = prompts x K: 1,830 unique prompts asked 5 times each (paper-method 1.13), no top-up.
+    assert (c.distill.pairs, c.distill.k, c.distill.max_attempts_factor) == (9150, 5, 1.0)
 
 
 def test_hash_changes_with_values_only() -> None:
