@@ -34,8 +34,8 @@ from character.config_layers import Resolved, config_hash
 from character.errors import CharacterError
 from character.manifest import Manifest, read_manifest, write_manifest
 from character.records import read_jsonl, write_jsonl
-from character.report import marker_rates, read_metrics
 from character.runner import Runner, write_config
+from character.runs import marker_rates, read_metrics
 
 log = logging.getLogger(__name__)
 

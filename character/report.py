@@ -7,7 +7,8 @@ In: a run directory (see `character/runner.py`), read-only apart from the report
   - drop reasons per stage (from `stats.json`, else the manifest);
   - persona-marker rates before/after (from the eval stage's output);
   - tokens and USD per stage and model (`cost.json`, else the manifests).
-Nothing here recomputes a metric: a report shows what the stages wrote. Rebuild one with
+Nothing here reads or recomputes a metric itself: every number comes from `character.runs`, the one
+reader that `runs show` and the Studio use too. Rebuild a report with
 `character runs show RUN --report`.
 """
 
@@ -15,164 +16,23 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
-from character.layout import STAGES
-from character.manifest import read_manifest
+from character.runs import (
+    cost_rows,
+    curve,
+    drop_reasons,
+    marker_rates,
+    read_metrics,
+    stage_rows,
+    subrun_dirs,
+)
+from character.runs import state as run_state
 
 log = logging.getLogger(__name__)
-
-SUBRUNS = ("smoke-small", "smoke-large")
-
-
-def subrun_dirs(run_dir: Path) -> list[tuple[str, Path]]:
-    """(label, dir) for each sub-run that exists: smoke runs first, then the full run."""
-    run_dir = Path(run_dir)
-    out = [(label, run_dir / label) for label in SUBRUNS if (run_dir / label).is_dir()]
-    if any((run_dir / s).is_dir() for s in STAGES):
-        out.append(("main", run_dir))
-    return out
-
-
-def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text()) if path.exists() else None
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Rows of a metrics.jsonl (a torn last line from a killed run is skipped)."""
-    rows: list[dict[str, Any]] = []
-    if not path.exists():
-        return rows
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int | float):
-        return float(v)
-    if isinstance(v, str):
-        try:
-            return float(v)
-        except ValueError:
-            return None
-    return None
-
-
-def curve(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    xs, ys = [], []
-    for r in rows:
-        y = _num(r.get(key))
-        if y is not None and "step" in r:
-            xs.append(float(r["step"]))
-            ys.append(y)
-    return xs, ys
-
-
-def drop_reasons(stage_dir: Path) -> dict[str, int]:
-    stats = _json(stage_dir / "stats.json")
-    if isinstance(stats, dict):
-        for key in ("dropped", "drops", "dropped_by_reason", "reasons"):
-            v = stats.get(key)
-            if isinstance(v, dict) and all(isinstance(n, int) for n in v.values()):
-                return dict(v)
-    m = read_manifest(stage_dir) if (stage_dir / "manifest.json").exists() else None
-    return dict(m.dropped) if m else {}
-
-
-def marker_rates(run_dir: Path) -> dict[str, float] | None:
-    """{'before': rate, 'after': rate, 'n_before': n, 'n_after': n} from the eval stage, if it ran."""
-    ev = Path(run_dir) / "eval"
-    for source in (_json(ev / "markers.json"), _manifest_metrics(ev)):
-        if not isinstance(source, dict):
-            continue
-        found = _find_before_after(source)
-        if found:
-            return found
-    return None
-
-
-def _manifest_metrics(stage_dir: Path) -> dict[str, Any] | None:
-    m = read_manifest(stage_dir) if (stage_dir / "manifest.json").exists() else None
-    return dict(m.metrics) if m else None
-
-
-def _find_before_after(d: dict[str, Any]) -> dict[str, float] | None:
-    out: dict[str, float] = {}
-    for side in ("before", "after"):
-        for key in (f"marker_rate_{side}", f"{side}_marker_rate", side):
-            v = d.get(key)
-            if isinstance(v, dict):
-                v = v.get("rate", v.get("marker_rate"))
-            if _num(v) is not None:
-                out[side] = float(v)  # type: ignore[arg-type]
-                break
-        for key in (f"n_{side}", f"{side}_n"):
-            if _num(d.get(key)) is not None:
-                out[f"n_{side}"] = float(d[key])
-        if isinstance(d.get(side), dict) and _num(d[side].get("n")) is not None:
-            out[f"n_{side}"] = float(d[side]["n"])
-    return out if "before" in out and "after" in out else None
-
-
-def cost_rows(sub_dir: Path) -> list[tuple[str, str, int, int, float]]:
-    """(stage, model, prompt tokens, completion tokens, usd) for a sub-run."""
-    rows: list[tuple[str, str, int, int, float]] = []
-    cost = _json(sub_dir / "cost.json")
-    stages = cost.get("stages", {}) if isinstance(cost, dict) else {}
-    for stage, models in stages.items():
-        for model, t in models.items():
-            rows.append((stage, model, int(t["prompt_tokens"]), int(t["completion_tokens"]), float(t["usd"])))
-    seen = {r[0] for r in rows}
-    for stage in STAGES:  # stages run outside the runner (CLI) still have manifest token counts
-        m = read_manifest(sub_dir / stage) if (sub_dir / stage / "manifest.json").exists() else None
-        if m is None or stage in seen:
-            continue
-        for model, t in m.tokens.items():
-            p = int(t.get("prompt", t.get("prompt_tokens", 0)))
-            c = int(t.get("completion", t.get("completion_tokens", 0)))
-            rows.append((stage, model, p, c, 0.0))
-        if m.tokens and m.cost_usd:
-            stage_rows = [r for r in rows if r[0] == stage]
-            rows[rows.index(stage_rows[0])] = (*stage_rows[0][:4], float(m.cost_usd))
-    return rows
-
-
-def stage_rows(sub_dir: Path) -> list[dict[str, Any]]:
-    state = _json(sub_dir / "pipeline.json") or {}
-    entries = state.get("stages", {}) if isinstance(state, dict) else {}
-    rows = []
-    for stage in STAGES:
-        sd = sub_dir / stage
-        m = read_manifest(sd) if (sd / "manifest.json").exists() else None
-        e = entries.get(stage, {})
-        status = "done" if m else e.get("status", "partial" if sd.is_dir() else "not run")
-        if not m and status == "running":
-            status = "interrupted"
-        rows.append(
-            {
-                "stage": stage,
-                "status": status,
-                "duration_s": (m.duration_s if m else e.get("duration_s")),
-                "counts": dict(m.counts) if m else {},
-                "dropped": dict(m.dropped) if m else {},
-                "error": e.get("error"),
-            }
-        )
-    return rows
-
 
 # ---- plots ----------------------------------------------------------------------------------------
 
@@ -271,7 +131,7 @@ def build(run_dir: Path) -> tuple[list[str], list[Path]]:
     run_dir = Path(run_dir)
     figs = run_dir / "report"
     figs.mkdir(exist_ok=True)
-    state = _json(run_dir / "pipeline.json") or {}
+    state = run_state(run_dir)
     chash = (
         (run_dir / "config_hash.txt").read_text().strip() if (run_dir / "config_hash.txt").exists() else "?"
     )
@@ -340,6 +200,12 @@ def build(run_dir: Path) -> tuple[list[str], list[Path]]:
         if p:
             plots.append(p)
             md += [f"![marker rates](report/{p.name})", ""]
+    # Robustness: F1 per variant and DPO-only vs full, from each sub-run's eval/robustness.json.
+    from character.eval.robustness.report import report_section
+
+    rob_md, rob_plots = report_section(dict(subrun_dirs(run_dir)), figs)
+    md += rob_md
+    plots += rob_plots
     md += ["## Tokens and cost", ""]
     if cost_md:
         md += [

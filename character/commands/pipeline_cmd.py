@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -114,8 +112,8 @@ def pipeline(
       character pipeline remorseful --resume artifacts/runs/remorseful_20260101-120000
     """
     from character.cli import console, options
-    from character.report import marker_rates
     from character.runner import run_pipeline
+    from character.runs import marker_rates
     from character.scales import resolve_run
 
     opts = options(ctx)
@@ -208,48 +206,16 @@ def ablation(
     console.print((out / "ablation.md").read_text(), markup=False, highlight=False)
 
 
-def _status(run_dir: Path) -> str:
-    state = _read(run_dir / "pipeline.json")
-    status = state.get("status", "unknown")
-    if status == "running" and not _alive(state.get("pid")):
-        status = "stopped (killed?)"
-    return status
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _read(p: Path) -> dict[str, Any]:
-    try:
-        return json.loads(p.read_text()) if p.exists() else {}
-    except json.JSONDecodeError:
-        return {}
-
-
 @runs_app.command("list")
 def runs_list() -> None:
     """Runs under artifacts/runs, newest first, with status, stages done and cost."""
     from rich.table import Table
 
-    from character import paths
+    from character import paths, runs
     from character.cli import console
-    from character.manifest import read_manifest
 
     root = paths.runs_dir()
-    dirs = sorted(
-        (d for d in root.glob("*") if (d / "resolved_config.toml").exists()),
-        key=lambda d: d.stat().st_mtime,
-        reverse=True,
-    )
+    dirs = runs.list_runs(root)
     if not dirs:
         console.print(f"no runs under {root}", markup=False)
         return
@@ -257,11 +223,10 @@ def runs_list() -> None:
     for col in ("run", "status", "stages done", "cost USD"):
         table.add_column(col)
     for d in dirs:
-        done = [s for s in STAGES if read_manifest(d / s)] if any((d / s).is_dir() for s in STAGES) else []
-        state = _read(d / "pipeline.json")
-        subs = [s for s in state.get("subruns", []) if s != "main"]
-        stages = f"{len(done)}/{len(STAGES)}" + (f" (+{', '.join(subs)})" if subs else "")
-        table.add_row(d.name, _status(d), stages, f"{float(state.get('cost_usd', 0.0)):.4f}")
+        s = runs.summary(d)
+        subs = [x for x in s.subruns if x != "main"]
+        stages = f"{s.stages_done}/{len(STAGES)}" + (f" (+{', '.join(subs)})" if subs else "")
+        table.add_row(d.name, s.status, stages, f"{s.cost_usd:.4f}")
     console.print(table)
 
 
@@ -271,7 +236,7 @@ def runs_show(
     report: Annotated[bool, typer.Option("--report", help="Rebuild report.md/report.html first.")] = False,
 ) -> None:
     """One run: status, stages, drops, marker rates, tokens and cost (the report's markdown)."""
-    from character import paths
+    from character import paths, runs
     from character.cli import console
     from character.errors import UsageError
     from character.report import build, write_report
@@ -285,7 +250,7 @@ def runs_show(
         write_report(d)
     lines, _ = build(d)
     lines = [ln for ln in lines if not ln.startswith("![")]
-    lines[1:1] = ["", f"status: {_status(d)}"]
+    lines[1:1] = ["", f"status: {runs.run_status(d)}"]
     console.print("\n".join(lines), markup=False, highlight=False)
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from character.layout import stage_dir
 from character.manifest import Manifest, write_manifest
-from character.report import curve, drop_reasons, marker_rates, read_metrics, write_report
+from character.report import write_report
+from character.runs import curve, drop_reasons, marker_rates, read_metrics
 
 
 def _run(tmp_path: Path) -> Path:
