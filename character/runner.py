@@ -59,11 +59,11 @@ from character.errors import (
 )
 from character.layout import STAGES
 from character.manifest import Manifest, read_manifest
+from character.runs import STATE, read_cost, read_state
 
 log = logging.getLogger(__name__)
 
 StageFn = Callable[..., Manifest]
-STATE = "pipeline.json"
 SMOKE_LABELS = {"small": ["smoke-small"], "large": ["smoke-large"], "both": ["smoke-small", "smoke-large"]}
 
 # The config keys each stage's output depends on (a prefix ends with "."). Later stages depend on
@@ -210,11 +210,6 @@ def new_run_dir(cfg: RunConfig) -> Path:
         d, n = base.with_name(f"{base.name}-{n}"), n + 1
     d.mkdir(parents=True)
     return d
-
-
-def read_state(run_dir: Path) -> dict[str, Any]:
-    p = Path(run_dir) / STATE
-    return json.loads(p.read_text()) if p.exists() else {}
 
 
 def write_state(run_dir: Path, state: dict[str, Any]) -> None:
@@ -365,7 +360,7 @@ class Runner:
         if budget is None or not smoke:
             return
         ref = smoke[-1]
-        cost = _read_cost(ref.run_dir)
+        cost = read_cost(ref.run_dir)
         full, small = self.cfg, ref.cfg
         ratios = {
             "distill": full.distill.pairs / max(1, small.distill.pairs),
@@ -520,11 +515,6 @@ def _seed(tracker: CostTracker, stage: str, manifest: Manifest) -> None:
         p = int(t.get("prompt", t.get("prompt_tokens", 0)))
         c = int(t.get("completion", t.get("completion_tokens", 0)))
         tracker.record(stage, model, p, c)
-
-
-def _read_cost(run_dir: Path) -> dict[str, Any]:
-    p = Path(run_dir) / "cost.json"
-    return json.loads(p.read_text()).get("stages", {}) if p.exists() else {}
 
 
 def _usd(models: Mapping[str, Any]) -> list[float]:
