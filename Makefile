@@ -10,9 +10,18 @@ comma := ,
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)$(if $(GPU),-gpu,)
 PYTEST_ARGS ?=
 
-.PHONY: setup models test demo lint fmt bench smoke clean
+.PHONY: setup browser models test demo lint fmt bench smoke clean
 
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+# Headless Chromium and its driver from Debian's packages, for the Studio's real-browser test
+# (selenium never downloads a browser or driver here). Installed only when missing.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	else echo "the Studio browser test needs chromium and chromium-driver: run as root: apt-get install -y chromium chromium-driver" >&2; exit 1; fi
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)

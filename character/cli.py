@@ -157,6 +157,7 @@ def _register() -> None:
         "merge_cmd",
         "pipeline_cmd",
         "eval_cmd",
+        "studio_cmd",
         "robustness_cmd",
     ):
         mod = import_optional(name)

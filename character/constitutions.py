@@ -386,9 +386,13 @@ def lint_constitution(c: Constitution, source_text: str | None = None) -> list[F
 
 def lint_file(path: Path) -> tuple[Constitution | None, list[Finding]]:
     """Load and lint a YAML file; a schema problem becomes one C000 error instead of an exception."""
-    text = path.read_text()
+    return lint_text(path.read_text(), str(path))
+
+
+def lint_text(text: str, source: str) -> tuple[Constitution | None, list[Finding]]:
+    """Lint YAML text (a file's, or an editor's before it is saved); invalid YAML or schema is C000."""
     try:
-        c = parse_constitution(text, str(path))
+        c = parse_constitution(text, source)
     except ConfigError as e:
         return None, [Finding("C000", "error", str(e))]
     return c, lint_constitution(c, text)

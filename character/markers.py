@@ -31,6 +31,18 @@ def marker_hits(text: str, markers: Iterable[str]) -> list[str]:
     return pat.findall(normalize(text)) if pat else []
 
 
+def marker_spans(text: str, markers: Iterable[str]) -> list[tuple[int, int]]:
+    """(start, end) of each marker hit in `text` itself, for highlighting (the Studio's side by side).
+
+    Normalising keeps offsets (apostrophes map one to one; lower() keeps the length of nearly all
+    text); where it does not, the hits are found but cannot be placed, and no span is returned."""
+    pat = _pattern(tuple(markers))
+    norm = normalize(text)
+    if pat is None or len(norm) != len(text):
+        return []
+    return [m.span() for m in pat.finditer(norm)]
+
+
 def has_marker(text: str, markers: Iterable[str]) -> bool:
     pat = _pattern(tuple(markers))
     return bool(pat and pat.search(normalize(text)))
