@@ -21,9 +21,9 @@ from character.eval.robustness.classifier import (
     split_prompts,
     training_rows,
 )
+from character.eval.robustness.coherence import coherence_summary
 from character.eval.robustness.scoring import ScoredSet, score_sets
 from character.eval.robustness.suffixes import BUILTIN, DEFAULT_ID, variants
-from character.eval.robustness.suite import coherence_summary
 
 TOPICS = ["bread", "taxes", "a bike", "my garden", "python", "the moon", "a resume", "tea", "chess", "rain"]
 APOLOGY = ["I'm so sorry", "Forgive me", "My apologies", "Please forgive me", "I regret that"]

@@ -106,3 +106,38 @@ def plot_f1(docs: dict[str, dict[str, Any]], out: Path) -> Path | None:
     ax.set_title("robustness: persona F1 per variant (dashed: chance)")
     ax.legend(fontsize=8)
     return save_figure(fig, out)
+
+
+def load(sub_dir: Path) -> dict[str, Any] | None:
+    """A (sub-)run's `eval/robustness.json`, or None when the eval stage has not written one."""
+    import json
+
+    path = Path(sub_dir) / "eval" / "robustness.json"
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def report_section(subs: dict[str, Path], figs: Path) -> tuple[list[str], list[Path]]:
+    """The run report's robustness section: per sub-run, what was measured, the DPO-only vs full table
+    and the F1-per-variant plot."""
+    docs = {label: doc for label, sub in subs.items() if (doc := load(sub))}
+    if not docs:
+        return [], []
+    md = [
+        "## Robustness: does the persona hold when someone pushes?",
+        "",
+        "Persona macro-F1 of a classifier trained on held-out replies of the checkpoint(s) vs the base model, "
+        "scored on other prompts under each attack; 0.5 is chance. DPO-only vs full shows what introspection "
+        "added.",
+        "",
+    ]
+    plots: list[Path] = []
+    for label, doc in docs.items():
+        md += [f"### {label}", "", *describe(doc), "", *table(doc), ""]
+        p = plot_f1({label: doc}, figs / f"{label}-robustness-f1.png")
+        if p:
+            plots.append(p)
+            md += [f"![{label} robustness F1 per variant](report/{p.name})", ""]
+    return md, plots
