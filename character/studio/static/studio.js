@@ -179,6 +179,7 @@ const Studio = (() => {
         status.textContent = "";
       } else {
         history.push({ role: "assistant", content: out.textContent });
+        out.parentElement.dataset.pieces = String(pieces);
         out.parentElement.classList.add("done");
         status.textContent = "done in " + ((performance.now() - t0) / 1000).toFixed(1) + " s";
       }
