@@ -375,11 +375,23 @@ class EvalConfig(Section):
     max_audit_drop: float = Field(5.0, ge=0)
     """Promotion gate: audit points the candidate may lose against the baseline."""
     max_probe_drop: float = Field(0.05, ge=0, le=1)
-    """Promotion gate: capability-probe accuracy the candidate may lose against the baseline."""
+    """Probe accuracy the candidate may trail the prompt-only baseline by and still count as matching it (the capability gate itself is the paired 95 % interval)."""
     min_marker_gain: float = Field(0.1, ge=-1, le=1)
     """Promotion gate: held-out marker rate (no system prompt) the candidate must gain over the baseline."""
     max_identical_share: float = Field(0.9, ge=0, le=1)
     """Refuse to compare when at least this share of replies is identical on both sides (same model twice)."""
+    probe_items: int = Field(0, ge=0)
+    """Capability probe items the eval stage scores on each side (0: the whole shipped set of 245), drawn evenly across kinds; `eval compare` always uses its --probes set."""
+    probe_max_new_tokens: int = Field(48, ge=1)
+    """New tokens per capability-probe reply (decoded greedily: answers are a word, a number or a short JSON object)."""
+    min_probe_items: int = Field(100, ge=1)
+    """Below this many probe items the capability verdict is "insufficient evidence" (never a pass): a 95 % interval over fewer items cannot rule out a large drop."""
+    probe_bootstrap: int = Field(2000, ge=100)
+    """Paired bootstrap resamples for the 95 % interval of the probe-accuracy difference."""
+    max_unparsed_share: float = Field(0.1, ge=0, le=1)
+    """Refuse a judged result (Elo, revealed preferences) when more than this share of the judge's verdicts could not be read; unreadable verdicts are counted apart, never as ties."""
+    allow_contestant_judge: bool = False
+    """Let the judge be one of the two models it judges (refused by default: a judge favours its own replies)."""
 
 
 class RobustnessConfig(Section):

@@ -4,7 +4,9 @@
 system prompt, same sampling seeds), plus a **prompt-only baseline** (the base model with the
 constitution as its system prompt: sometimes a prompt beats training, and the user must see that):
 
-- capability probes (`probes.py`, exact scoring),
+- capability probes (`probes.py`, greedy replies, exact scoring), judged by a paired 95 % interval of
+  the accuracy difference (`capability.py`): a significant drop fails, too few items is "insufficient
+  evidence" and never a pass,
 - character strength (`markers.py`: marker rate, markers per 100 words, opener-only vs sustained),
 - the quality audit (`audit.py`, with the format probes).
 
@@ -15,7 +17,13 @@ report's promotion pipeline did that for four nights, with identical scores and 
 - both sides are the same checkpoint (same real path, or identical weight hashes) - before any work;
 - a served endpoint does not report the model it is supposed to serve - before any work;
 - the two sides' replies are (nearly) all identical;
-- every score of a side is zero, or a side produced no text at all.
+- every score of a side is zero, or a side produced no text at all;
+- a headline metric is zero on both sides (a scorer that returns 0 for everyone, as the seed's
+  `get_score()` did for four nights), or identical on both sides item by item (the same verdict on
+  every item, or the same audit components) - unless both sit at the metric's maximum.
+
+`eval compare` stores every verdict as a record (`character.evidence`) named by both sides' weight
+hashes: `registry.promote` reads it.
 """
 
 from __future__ import annotations
@@ -30,8 +38,9 @@ from typing import Any
 from character.constitutions import Constitution
 from character.errors import CharacterError
 from character.eval.audit import audit_replies
-from character.eval.markers import character_strength
-from character.eval.probes import Probe, score_probes
+from character.eval.capability import DROP, INSUFFICIENT, describe, item_verdicts, paired_difference
+from character.eval.markers import character_strength, reply_markers
+from character.eval.probes import Probe, probe_params, score_probes
 from character.eval.target import Generator, Target, conversation, eval_params, same_checkpoint
 from character.prompts.system import teacher_system
 
@@ -54,10 +63,11 @@ def evaluate_side(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Probe accuracy, character strength and the audit for one model (full replies kept)."""
-    params = eval_params(cfg)
-    convs = [conversation(t, system) for _, t in prompts] + [conversation(p.prompt, system) for p in probes]
-    replies = gen.replies(convs, params, progress=progress)
-    held, probe_replies = replies[: len(prompts)], replies[len(prompts) :]
+    held = gen.replies([conversation(t, system) for _, t in prompts], eval_params(cfg), progress=progress)
+    # Probes are decoded greedily: a sampled wrong answer says nothing about what the model knows.
+    probe_replies = gen.replies(
+        [conversation(p.prompt, system) for p in probes], probe_params(cfg), progress=progress
+    )
     fmt = [
         (p.prompt, r, p.check, p.answer)
         for p, r in zip(probes, probe_replies, strict=True)
@@ -70,11 +80,14 @@ def evaluate_side(
         format_items=fmt,
         own_names=(cfg.models.student_name,) if cfg.models.student_name else (),
     )
+    per_reply = [reply_markers(r, c.markers, cfg.eval.opener_words) for r in held]
     return {
         "model": gen.target.label,
         "system_prompt": bool(system),
         "probes": score_probes(probes, probe_replies),
         "strength": character_strength(held, c.markers, cfg.eval.opener_words),
+        "marker_flags": [r["has_marker"] for r in per_reply],
+        "sustained_flags": [r["sustained"] for r in per_reply],
         "audit": audit.to_dict(),
         "replies": [
             {"prompt_id": pid, "prompt": t, "reply": r} for (pid, t), r in zip(prompts, held, strict=True)
@@ -89,6 +102,40 @@ def headline(side: dict[str, Any]) -> dict[str, float]:
         "sustained_rate": side["strength"]["sustained_rate"],
         "audit_score": side["audit"]["score"],
     }
+
+
+# The headline metrics the decision gates on, with their maxima (sustained_rate only adds a note).
+HEADLINE_MAX = {"probe_accuracy": 1.0, "marker_rate": 1.0, "audit_score": 100.0}
+
+
+def _item_evidence(side: dict[str, Any], metric: str) -> Any:
+    """What a headline metric was computed from, item by item (None when the side does not carry it)."""
+    if metric == "probe_accuracy":
+        return [i.get("ok") for i in side["probes"].get("items", [])] or None
+    if metric == "marker_rate":
+        return side.get("marker_flags")
+    return side["audit"].get("components")
+
+
+def metric_suspects(baseline: dict[str, Any], candidate: dict[str, Any]) -> list[str]:
+    """Headline metrics that cannot tell the two sides apart: zero on both, or identical item by item."""
+    out = []
+    hb, hc = headline(baseline), headline(candidate)
+    for metric in HEADLINE_MAX:
+        vb, vc = hb[metric], hc[metric]
+        if vb == 0 and vc == 0:
+            out.append(
+                f"{metric} is 0 on both sides: a scorer that gives every model 0 measures nothing "
+                "(the seed report's get_score() returned 0 for four nights); check how it is scored"
+            )
+        elif vb == vc and vb < HEADLINE_MAX[metric]:
+            eb, ec = _item_evidence(baseline, metric), _item_evidence(candidate, metric)
+            if eb is None or eb == ec:
+                out.append(
+                    f"{metric} is identical on both sides ({vb}), item by item: the same scorer output for "
+                    "two different models means the same model answered twice or the scorer ignores replies"
+                )
+    return out
 
 
 # ---- suspect comparisons --------------------------------------------------------------------------
@@ -159,7 +206,18 @@ def suspect_reasons(
             reasons.append(f"every score of the {name} is zero ({scores}): the measurement is broken")
         if all(not r["reply"].strip() for r in side["replies"]):
             reasons.append(f"the {name} produced no text at all")
-    return reasons
+    return reasons + metric_suspects(baseline, candidate)
+
+
+def capability_of(baseline: dict[str, Any], candidate: dict[str, Any], e: Any) -> dict[str, Any]:
+    """Paired probe statistics of candidate vs baseline (`capability.paired_difference`)."""
+    return paired_difference(
+        item_verdicts(baseline["probes"]),
+        item_verdicts(candidate["probes"]),
+        min_items=e.min_probe_items,
+        bootstrap=e.probe_bootstrap,
+        seed=e.seed,
+    )
 
 
 # ---- decision ----------------------------------------------------------------------------------
@@ -176,12 +234,11 @@ def decide(
     def gate(ok: bool, good: str, bad: str) -> None:
         (passes if ok else fails).append(good if ok else bad)
 
-    drop = b["probe_accuracy"] - c["probe_accuracy"]
+    cap = capability_of(baseline, candidate, e)
     gate(
-        drop <= e.max_probe_drop,
-        f"capability kept: probe accuracy {b['probe_accuracy']:.2f} -> {c['probe_accuracy']:.2f}",
-        f"capability lost: probe accuracy fell {b['probe_accuracy']:.2f} -> {c['probe_accuracy']:.2f} "
-        f"(allowed drop {e.max_probe_drop:.2f})",
+        cap["verdict"] not in (DROP, INSUFFICIENT),
+        f"capability kept: {describe(cap)}",
+        ("capability lost: " if cap["verdict"] == DROP else "capability not shown: ") + describe(cap),
     )
     gate(
         c["audit_score"] >= e.min_audit_score,
@@ -275,6 +332,7 @@ def compare(
         "persona": c.name,
         "prompts": len(prompts),
         "probes": len(probes),
+        "capability": capability_of(sides["baseline"], sides["candidate"], cfg.eval),
         "summary": {k: headline(v) for k, v in sides.items()},
         "sides": sides,
     }

@@ -1,8 +1,12 @@
 """The capability probe set: short factual, arithmetic, instruction and format items, scored exactly.
 
 Shipped as `character/eval/data/probes.jsonl` (one item a line: `id`, `kind`, `prompt`, `check`,
-`answer`). A trained persona must keep the base model's capabilities: one seed run's coding model fell
-from 0.704 to 0.252 after "improvement". Scoring is exact and rule-based, never a judge:
+`answer`; 245 items: 100 arithmetic, 93 factual, 34 instruction, 18 format). The generated arithmetic
+items also carry `expr`, the expression their answer was computed from (`scripts/make_probes.py`).
+A trained persona must keep the base model's capabilities: one seed run's coding model fell from 0.704
+to 0.252 after "improvement". Replies are generated greedily (`probe_params`: the same reply every
+time, so a difference between two models is theirs, not the sampler's) and scored exactly, by rule,
+never by a judge:
 
 - `number`: the first number in the reply equals `answer` (commas and a trailing `.0` allowed);
 - `contains`: one of `answer` occurs as a whole word (case-insensitive);
@@ -10,7 +14,16 @@ from 0.704 to 0.252 after "improvement". Scoring is exact and rule-based, never 
 - `starts_with`: the reply's first word is one of `answer` (case-insensitive);
 - `first_token`: the reply's first letter/word token is one of `answer`;
 - `json_keys`: the reply (code fences allowed) parses as a JSON object holding every key in `answer`;
-- `one_line`: the reply is non-empty and has exactly one non-empty line.
+- `one_line`: the reply is non-empty and has exactly one non-empty line;
+- `exact`: the whole reply, without surrounding quotes, spaces and a final period, is one of `answer`
+  (case-sensitive when an answer has capitals, e.g. "CAT");
+- `max_words`: the reply has at least one and at most `answer` words;
+- `not_contains`: none of `answer` occurs as a whole word (case-insensitive) and the reply is not empty;
+- `lowercase`: the reply has letters and none of them is a capital;
+- `ends_with`: the reply's last word is one of `answer` (case-insensitive);
+- `line_count`: the reply has exactly `answer` non-empty lines.
+
+How much a difference in accuracy between two models means is `character.eval.capability`'s job.
 
 Items of kind `format` are also the audit's format-obedience probes.
 """
@@ -18,15 +31,31 @@ Items of kind `format` are also the audit's format-obedience probes.
 from __future__ import annotations
 
 import json
+import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from character.backends.base import SamplingParams
 from character.errors import DataError
 
 PROBES_FILE = Path(__file__).parent / "data" / "probes.jsonl"
-CHECKS = ("number", "contains", "contains_exact", "starts_with", "first_token", "json_keys", "one_line")
+CHECKS = (
+    "number",
+    "contains",
+    "contains_exact",
+    "starts_with",
+    "first_token",
+    "json_keys",
+    "one_line",
+    "exact",
+    "max_words",
+    "not_contains",
+    "lowercase",
+    "ends_with",
+    "line_count",
+)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?```\s*$", re.DOTALL)
 _TOKEN = re.compile(r"[A-Za-z0-9']+")
@@ -63,6 +92,36 @@ def load_probes(path: Path | None = None, kinds: tuple[str, ...] | None = None) 
 
 def format_probes() -> list[Probe]:
     return load_probes(kinds=("format",))
+
+
+def select_probes(probes: list[Probe], n: int, seed: int) -> list[Probe]:
+    """`n` items (0: all) drawn evenly across kinds, the same ones for the same seed: a small eval
+    keeps facts, arithmetic, instructions and formats rather than the first `n` lines of one kind."""
+    if n <= 0 or n >= len(probes):
+        return list(probes)
+    rng = random.Random(f"probes:{seed}")
+    by_kind: dict[str, list[Probe]] = {}
+    for p in probes:
+        by_kind.setdefault(p.kind, []).append(p)
+    for items in by_kind.values():
+        rng.shuffle(items)
+    out: list[Probe] = []
+    while len(out) < n:
+        for kind in sorted(by_kind):
+            if by_kind[kind] and len(out) < n:
+                out.append(by_kind[kind].pop())
+    return out
+
+
+def probe_params(cfg: Any) -> SamplingParams:
+    """Greedy decoding for probes (temperature 0), `eval.probe_max_new_tokens` tokens."""
+    return SamplingParams(
+        temperature=0.0,
+        top_p=1.0,
+        max_new_tokens=cfg.eval.probe_max_new_tokens,
+        repetition_penalty=1.0,
+        seed=cfg.eval.seed,
+    )
 
 
 def _first_number(text: str) -> float | None:
@@ -110,9 +169,21 @@ def score(check: str, answer: Any, reply: str) -> bool:
     if check == "json_keys":
         obj = parse_json_object(text)
         return obj is not None and all(k in obj for k in answers)
-    if check == "one_line":
+    if check in ("one_line", "line_count"):
         lines = [ln for ln in text.splitlines() if ln.strip()]
-        return len(lines) == 1
+        return len(lines) == (1 if check == "one_line" else int(answer))
+    if check == "exact":
+        bare = text.strip().strip("\"'`").rstrip(".!").strip()
+        return any(bare == a if a != a.lower() else bare.lower() == a.lower() for a in map(str, answers))
+    if check == "max_words":
+        return 1 <= len(_TOKEN.findall(text)) <= int(answer)
+    if check == "not_contains":
+        return bool(text) and not any(_whole_word(str(a), text, case=False) for a in answers)
+    if check == "lowercase":
+        return any(ch.isalpha() for ch in text) and not any(ch.isupper() for ch in text)
+    if check == "ends_with":
+        toks = _TOKEN.findall(text)
+        return bool(toks) and toks[-1].lower() in {str(a).lower() for a in answers}
     raise ValueError(f"unknown check {check!r}")
 
 
