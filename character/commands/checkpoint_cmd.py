@@ -1,4 +1,7 @@
-"""`character checkpoint list | show | promote NAME | rollback`: the registry and the production pointers."""
+"""`character checkpoint list | show | promote NAME | rollback`: the registry and the production pins.
+
+Thin: every rule (hash pins, versions, the compare evidence promotion needs) is in `character.registry`.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ def list_cmd(
         console.print("no checkpoints registered yet (stages register what they save)")
         return
     t = Table(title=f"checkpoints ({registry.registry_path()})")
-    for col in ("", "name", "persona", "stage", "kind", "verified", "created", "path"):
+    for col in ("", "name", "persona", "stage", "kind", "verified", "sha256", "created", "path"):
         t.add_column(col)
     for c in rows:
         star = "*" if prod.get(c.persona) == c.name else ""
@@ -48,6 +51,7 @@ def list_cmd(
             c.stage,
             c.kind,
             "yes" if c.verified else "NO",
+            (c.sha256 or "none")[:12],
             _when(c.created_at),
             c.path,
         )
@@ -56,37 +60,57 @@ def list_cmd(
 
 @checkpoint_app.command("show")
 def show(name: Annotated[str, typer.Argument(help="Registry name.")]) -> None:
-    """One checkpoint: path, base, run, metrics, verification, and its persona's promotion history."""
-    from character import registry
+    """One checkpoint: path, hash, base, run, metrics, verification, the compare records made for its
+    hash, and its persona's promotion history. NAME@N names one version; a bare NAME the newest."""
+    from character import evidence, registry
     from character.cli import console
     from character.commands.eval_common import dumps
 
     c = registry.get(name)
     reg = registry.load()
     doc = c.model_dump(mode="json")
-    doc["production"] = reg.production.get(c.persona) == c.name
+    pin = reg.production.get(c.persona)
+    doc["production"] = pin is not None and pin.name == c.name
     doc["path_exists"] = Path(c.path).exists()
+    doc["smoke"] = registry.smoke_reason(c)
+    doc["compare_records"] = [
+        {k: r.get(k) for k in ("recommendation", "persona", "created_at")}
+        | {"baseline": r["baseline"]["ref"]}
+        for r in (evidence.records_for(c.sha256) if c.sha256 else [])
+    ]
     doc["promotions"] = [e.model_dump(mode="json") for e in reg.log if e.persona == c.persona][-10:]
     console.print(dumps(doc), markup=False, highlight=False)
 
 
 @checkpoint_app.command("promote")
 def promote(
-    name: Annotated[str, typer.Argument(help="Registry name to ship for its persona.")],
+    name: Annotated[
+        str, typer.Argument(help="Registry name to ship for its persona (NAME@N for a version).")
+    ],
     reason: Annotated[str, typer.Option("--reason", help="Why (kept in the promotion log).")] = "",
     force: Annotated[
-        bool, typer.Option("--force", help="Promote even if the checkpoint is unverified.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Promote without a passing compare record (or unverified); needs --reason, logged as forced.",
+        ),
     ] = False,
 ) -> None:
-    """Point NAME's persona's production pointer at NAME (the previous one can be restored with rollback).
+    """Pin NAME's files (path and sha256) as its persona's production; the previous pin goes to history.
 
-    Run `character eval compare --baseline <current> --candidate NAME` first: it recommends or refuses.
+    Needs a passing `character eval compare --baseline <current production, or the base model>
+    --candidate NAME` record for NAME's exact weights. Smoke checkpoints are never promoted.
     """
     from character import registry
     from character.cli import console
 
     ev = registry.promote(name, reason=reason, force=force)
-    console.print(f"production[{ev.persona}] = {ev.name} (was {ev.previous or 'none'})", markup=False)
+    how = "FORCED: " + ev.reason if ev.forced else f"evidence {ev.evidence}"
+    console.print(
+        f"production[{ev.persona}] = {ev.name} sha256 {(ev.sha256 or '')[:12]} "
+        f"(was {ev.previous or 'none'}; {how})",
+        markup=False,
+    )
 
 
 @checkpoint_app.command("rollback")

@@ -136,15 +136,21 @@ def compare(
 ) -> None:
     """Before/after: capability probes, character strength, quality audit and a prompt-only baseline.
 
-    Recommends promote or reject with reasons. Refuses to decide (exit 1) when the comparison is
-    suspect: both sides the same checkpoint (same path or identical weights), a server not serving the
-    expected model, identical replies on both sides, or every score of a side zero. Exit codes: 0
-    promote, 3 reject, 1 refuse.
+    Probes are answered greedily and judged by a paired 95 % interval of the accuracy difference: a
+    significant drop rejects, fewer than eval.min_probe_items items is "insufficient evidence" (also a
+    reject). Refuses to decide (exit 1) when the comparison is suspect: both sides the same checkpoint
+    (same path or identical weights), a registry entry whose files changed, a server not serving the
+    expected model, identical replies on both sides, every score of a side zero, or a headline metric
+    zero (or identical item by item) on both sides. Exit codes: 0 promote, 3 reject, 1 refuse.
+
+    Every verdict is stored as the evidence `checkpoint promote` needs:
+    artifacts/compare/<candidate sha256>/vs-<baseline sha256>.json.
 
     Example: character eval compare --baseline embedded --candidate remorseful_merged --persona remorseful
     """
-    from character import registry
+    from character import evidence, registry
     from character.cli import console
+    from character.errors import UsageError
     from character.eval.compare import ComparisonRefused, refuse_before_work
     from character.eval.compare import compare as run_compare
     from character.eval.probes import load_probes
@@ -155,6 +161,11 @@ def compare(
     c = _c(cfg)
     tb, tc = resolve_target(baseline), resolve_target(candidate)
     refuse_before_work(cfg, tb, tc)  # before loading anything
+    # Name both sides by the files measured now (a record vouches for these exact weights only).
+    ids = [
+        evidence.identity(t.model, t.adapter, ref=r, name=t.name)
+        for t, r in ((tb, baseline), (tc, candidate))
+    ]
     ps = eval_prompts(c, cfg.eval.heldout_prompts, cfg.seed, prompts)
     probes = load_probes(probes_file)
     gens = [Generator(cfg, tb), Generator(cfg, tc)]
@@ -175,16 +186,24 @@ def compare(
     finally:
         for g in gens:
             g.close()
+    record = evidence.write_record(rep, ids[0], ids[1], persona=c.name)
+    rep["evidence"] = str(record) if record else None
     write_json(output, rep)
     console.print(
-        dumps({k: rep[k] for k in ("recommendation", "reasons", "summary")}), markup=False, highlight=False
+        dumps({k: rep[k] for k in ("recommendation", "reasons", "summary", "evidence")}),
+        markup=False,
+        highlight=False,
     )
     if rep["recommendation"] == "refuse":
         raise ComparisonRefused("refusing to decide: " + "; ".join(rep["reasons"]))
     if rep["recommendation"] == "reject":
         raise typer.Exit(3)
     if promote:
-        ev = registry.promote(candidate, reason="eval compare: " + "; ".join(rep["reasons"][:3]))
+        if not tc.name:
+            raise UsageError(f"--promote needs a registry name as --candidate, got the path '{candidate}'")
+        ev = registry.promote(
+            registry.exact_ref(tc.name), reason="eval compare: " + "; ".join(rep["reasons"][:3])
+        )
         console.print(
             f"promoted: production[{ev.persona}] = {ev.name} (was {ev.previous or 'none'})", markup=False
         )

@@ -35,6 +35,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from character import registry
 from character.constitutions import Constitution
 from character.errors import CharacterError
 from character.eval.audit import audit_replies
@@ -177,6 +178,10 @@ def endpoint_problem(cfg: Any, model: str) -> str | None:
 
 
 def refuse_before_work(cfg: Any, baseline: Target, candidate: Target) -> None:
+    for t in (baseline, candidate):
+        entry = registry.find(registry.exact_ref(t.name)) if t.name else None
+        if entry is not None:  # a registry entry must still be the files it was registered as
+            registry.verify_pin(registry.Pin.of(entry), "checkpoint")
     why = same_checkpoint(baseline, candidate)
     if why:
         raise ComparisonRefused(f"refusing to compare: {why}; pass two different checkpoints")

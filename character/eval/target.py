@@ -66,9 +66,19 @@ def _adapter_base(adapter_dir: Path) -> str:
     return str(base)
 
 
+def _looks_like_path(ref: str) -> bool:
+    """A reference written as a filesystem path (a hub id is `org/name`: one slash, no leading dot)."""
+    return ref.startswith(("/", "./", "../", "~")) or ref.endswith("/") or ref.count("/") > 1
+
+
 def resolve_target(ref: str) -> Target:
     """Resolve `embedded`, a path or a registry name into a loadable `Target`."""
     entry = registry.find(ref) if not Path(ref).expanduser().exists() else None
+    if entry is None and _looks_like_path(ref) and not Path(ref).expanduser().exists():
+        raise ConfigError(
+            f"checkpoint '{ref}' does not exist: give a model directory, a PEFT adapter directory, a "
+            "registry name (`character checkpoint list`) or `embedded`"
+        )
     if entry is not None:
         if entry.kind == "adapter":
             return Target(ref, resolve_model(entry.base), entry.path, entry.name, entry.persona)
@@ -115,7 +125,13 @@ class Generator:
     def __init__(self, cfg: RunConfig, target: Target, backend: Any = None):
         self.target = target
         adapters = {ADAPTER_NAME: target.adapter} if target.adapter else None
-        self.backend = backend or make_backend(cfg, target.model, adapters=adapters)
+        try:
+            self.backend = backend or make_backend(cfg, target.model, adapters=adapters)
+        except OSError as e:  # transformers' "not found / cannot reach the hub": one line, not a traceback
+            raise ConfigError(
+                f"cannot load checkpoint '{target.ref}' ({target.model}): {str(e).splitlines()[0]}; give a "
+                "local directory, a registry name, `embedded`, or a hub id already in the local cache"
+            ) from e
         self.adapter = ADAPTER_NAME if target.adapter else None
 
     def generate(
