@@ -9,8 +9,10 @@ markers below: without them small models write whole imaginary conversations (se
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from character.errors import ConfigError
 from character.records import Message
 
 if TYPE_CHECKING:
@@ -84,29 +86,53 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     return text[:cut], cut < len(text)
 
 
-def make_backend(cfg: RunConfig, model: str, *, adapters: dict[str, str] | None = None) -> Backend:
-    """Build the backend the config names for `model` (a model reference)."""
-    kind = cfg.backend.kind
-    if kind == "hf":
+def make_backend(
+    cfg: RunConfig, model: str, *, adapters: dict[str, str] | None = None, role: str | None = None
+) -> Backend:
+    """Build the engine `role` runs on (`roles.<role>` over `[backend]`; None: `[backend]`) for `model`."""
+    from character.backends.roles import backend_for, config_for
+
+    b = backend_for(cfg, role)
+    if b.kind == "hf":
+        from character.backends import lifecycle
         from character.backends.hf import HFBackend
 
+        if lifecycle.on_cuda(b.device):
+            lifecycle.claim_gpus(role or "hf", list(b.gpus))
         return HFBackend(
             model,
-            device=cfg.backend.device,
-            batch_size=cfg.backend.batch_size,
+            device=b.device,
+            batch_size=b.batch_size,
             adapters=adapters,
-            dtype=cfg.backend.dtype,
-            cache=cfg.backend.cache,
-            threads=cfg.backend.cpu_threads,
+            dtype=b.dtype,
+            cache=b.cache,
+            threads=b.cpu_threads,
         )
-    if kind == "openai":
+    if b.kind == "openai":
         from character.backends.openai import OpenAIBackend
 
         # A remote endpoint serves adapters under their names (e.g. vLLM --lora-modules); we only
         # need the names to route requests, the paths live on the server.
-        return OpenAIBackend.from_config(cfg, model, adapters=list(adapters or {}))
-    if kind == "vllm":
+        served = served_name(b.model, model, role, b.base_url)
+        return OpenAIBackend.from_config(config_for(cfg, role), served, adapters=list(adapters or {}))
+    if b.kind == "vllm":
         from character.backends.vllm import ManagedVLLM
 
-        return ManagedVLLM.from_config(cfg, model, adapters=adapters)
-    raise ValueError(kind)
+        return ManagedVLLM.from_config(cfg, model, adapters=adapters, role=role)
+    raise ValueError(b.kind)
+
+
+def served_name(override: str, model: str, role: str | None, base_url: str) -> str:
+    """The model name an OpenAI-compatible endpoint gets: the role's `model` override, else the
+    reference itself, never a local path (a remote server cannot open this machine's files, and
+    sending `dpo/merged`'s path is how introspection used to fail against a hosted endpoint)."""
+    if override:
+        return override
+    if model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists():
+        key = f"roles.{role}" if role else "backend"
+        raise ConfigError(
+            f"{key}.kind = 'openai' but the {role or 'requested'} model is the local path {model!r}, which "
+            f"the endpoint {base_url} cannot load; serve it there and set {key}.model to the name it is "
+            f"served under, or run this role on {key}.kind = 'hf' or 'vllm'"
+        )
+    return model

@@ -23,6 +23,7 @@ from collections import defaultdict
 from typing import Any, Literal
 
 from character.backends.base import Completion, GenerationRequest, cut_at_stop, default_stops
+from character.backends.seeds import sample_seed
 from character.chat import encode
 from character.errors import BackendError, ConfigError
 from character.models import load_model, load_tokenizer, resolve_model
@@ -120,8 +121,9 @@ class HFBackend:
                     "loaded; pass it in adapters={name: path} or call load_adapter()"
                 )
         results: list[list[Completion]] = [[] for _ in requests]
-        # One generate() call takes one setting of each knob, so group by them.
-        groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+        # One generate() call takes one setting of each knob, so group by them. Seeds are per row
+        # (`SeededSampler`), so requests with different seeds still share batches.
+        groups: dict[tuple[Any, ...], list[tuple[int, int]]] = defaultdict(list)
         for i, r in enumerate(requests):
             p = r.params
             key = (
@@ -132,9 +134,9 @@ class HFBackend:
                 tuple(p.stop),
                 p.repetition_penalty,
                 p.frequency_penalty,
-                p.seed,
+                p.seed is None,
             )
-            groups[key].extend([i] * p.n)
+            groups[key].extend((i, j) for j in range(p.n))
         total = sum(len(v) for v in groups.values())
         generated = 0
         t0 = time.perf_counter()
@@ -147,14 +149,18 @@ class HFBackend:
                         add_generation_prompt=True,
                         prefill=requests[i].prefill,
                     )
-                    for i in set(idxs)
+                    for i in {i for i, _ in idxs}
                 }
                 # Longest first: the largest batch shape (memory peak) shows up at once, not at the end.
-                order = sorted(idxs, key=lambda i: -len(encoded[i]))
+                order = sorted(idxs, key=lambda ij: -len(encoded[ij[0]]))
                 for b, start in enumerate(range(0, len(order), self.batch_size)):
                     batch = order[start : start + self.batch_size]
-                    outs = self._generate_batch([encoded[i] for i in batch], requests[batch[0]], b)
-                    for i, c in zip(batch, outs, strict=True):
+                    first = requests[batch[0][0]]
+                    seeds = None
+                    if first.params.seed is not None:
+                        seeds = [sample_seed(requests[i].params.seed or 0, j) for i, j in batch]
+                    outs = self._generate_batch([encoded[i] for i, _ in batch], first, b, seeds)
+                    for (i, _), c in zip(batch, outs, strict=True):
                         results[i].append(c)
                         generated += c.completion_tokens
                     self.last_tokens_per_s = generated / max(time.perf_counter() - t0, 1e-6)
@@ -162,12 +168,16 @@ class HFBackend:
         return results
 
     def _generate_batch(
-        self, prompts: list[list[int]], req: GenerationRequest, batch_no: int = 0
+        self,
+        prompts: list[list[int]],
+        req: GenerationRequest,
+        batch_no: int = 0,
+        seeds: list[int] | None = None,
     ) -> list[Completion]:
         import torch
         from transformers import LogitsProcessorList
 
-        from character.backends.hf_logits import FastTopP, FrequencyPenalty
+        from character.backends.hf_logits import FastTopP, FrequencyPenalty, SeededSampler
 
         p = req.params
         tok = self.tokenizer
@@ -176,7 +186,7 @@ class HFBackend:
         pad = tok.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in prompts], device=self.device)
         attention = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in prompts], device=self.device)
-        if p.seed is not None:
+        if p.seed is not None and seeds is None:
             # Each batch its own stream: the same seed per batch would repeat the same draws.
             torch.manual_seed(p.seed + batch_no)
         if req.adapter is not None:
@@ -197,7 +207,13 @@ class HFBackend:
         if sampling:
             if p.top_p < 1.0:
                 processors.append(FastTopP(p.top_p, p.temperature))
-            kwargs.update(temperature=p.temperature, top_p=1.0, top_k=0)
+            if seeds is not None:
+                # One random stream per row, seeded per request: the draw is the last processor and
+                # the only finite logit is the sampled token, so decoding is greedy from here.
+                processors.append(SeededSampler(seeds, p.temperature, getattr(p, "top_k", 0)))
+                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            else:
+                kwargs.update(temperature=p.temperature, top_p=1.0, top_k=0)
         kwargs["logits_processor"] = processors
         ctx = self.lm.disable_adapter() if (req.adapter is None and self.adapters) else _null()
         with torch.inference_mode(), ctx:

@@ -79,3 +79,38 @@ class FrequencyPenalty(LogitsProcessor):
         counts = torch.zeros_like(scores)
         counts.scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
         return scores - self.penalty * counts
+
+
+class SeededSampler(LogitsProcessor):
+    """Draw each row's next token from its own random stream, seeded per request (`seeds.py`).
+
+    `torch.manual_seed` per batch ties a sample to the batch it lands in: the same (prompt, k) drawn
+    in another chunk, after a resume or next to other prompts, is another sample, and all rows share
+    one stream. Here row i owns a generator seeded `seeds[i]` that yields one uniform number per step;
+    the token is found by inverse CDF on `softmax(scores / temperature)` (after top-p masking) and
+    returned as the only finite logit, so greedy decoding (`do_sample=False`) picks exactly it. Runs
+    last: transformers appends custom processors after its own (repetition penalty first).
+    """
+
+    def __init__(self, seeds: list[int], temperature: float, top_k: int = 0):
+        if temperature <= 0:
+            raise ValueError("SeededSampler samples; use greedy decoding for temperature 0")
+        self.temperature = temperature
+        self.top_k = top_k  # <= 0: off (vLLM's -1)
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+    def __call__(self, input_ids: Any, input_scores: torch.Tensor) -> torch.Tensor:
+        scores = input_scores
+        if scores.shape[0] != len(self.generators):
+            raise ValueError(f"{scores.shape[0]} rows but {len(self.generators)} seeds")
+        # float64: a float32 u <= 1 - 2**-24 times the row total stays strictly below it, so the search never runs
+        # off the end; `right=True` lands on a token whose probability is positive (u = 0 included).
+        scores = scores.double()
+        if 0 < self.top_k < scores.shape[-1]:
+            kth = scores.topk(self.top_k, dim=-1).values[:, -1:]
+            scores = scores.masked_fill(scores < kth, -float("inf"))
+        cdf = (scores / self.temperature).softmax(dim=-1).cumsum(dim=-1)
+        u = torch.stack([torch.rand((), generator=g) for g in self.generators]).double()
+        idx = torch.searchsorted(cdf, (u.to(cdf.device) * cdf[:, -1]).unsqueeze(-1), right=True)
+        out = torch.full_like(input_scores, -float("inf"))
+        return out.scatter_(1, idx, 0.0)

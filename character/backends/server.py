@@ -4,16 +4,18 @@ In: an argv (e.g. `vllm serve ...` or `transformers serve ...`), a host and port
 server whose `/v1/models` (or, failing that, a completion's echoed model name) has been checked to be
 exactly the expected model and adapters, and which is stopped, with its port verified free, at the end.
 
-- `start()` refuses a port something already listens on (a stale server answering for another model
-  is how wrong benchmark numbers survive for days), starts the process in its own session, and polls
-  the health path until it answers 200, the process dies (the error carries the log tail), or the start
-  timeout passes.
+- `start()` first makes room (`lifecycle.make_room`: live servers sharing its port or GPUs stop, orphans
+  of a killed run are reaped), picks a free port when `port` is 0, refuses a port something already
+  listens on (a stale server answering for another model is how wrong benchmark numbers survive for
+  days), starts the process in its own session with `CUDA_VISIBLE_DEVICES` set from `gpus`, records it
+  in the pidfile, and polls the health path until it answers 200, the process dies (the error carries
+  the log tail), or the start timeout passes.
 - `verify_models()` compares the served ids with the expected set; extra or missing ids fail loudly.
   A server that cannot list models (`transformers serve` answers HTTP 500 on `/v1/models` without a
   hub cache) is checked by echo instead: a 1-token completion per expected name must come back
   naming that model. The fallback is logged as a warning and recorded in the returned `ModelCheck`.
 - `stop()` sends SIGTERM to the process group, SIGKILL after a grace period, and waits until the port
-  is free; it raises if the port stays taken.
+  is free; it raises if the port stays taken. The pidfile entry goes with it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,18 +71,31 @@ class ModelCheck:
         return {"method": self.method, "served": self.served, "expected": self.expected, "note": self.note}
 
 
-@dataclass
+@dataclass(eq=False)
 class ManagedServer:
-    argv: Sequence[str]
+    argv: Sequence[str] | Callable[[int], Sequence[str]]
+    """The command, or a function of the port (for `port=0`: the port is picked at start)."""
     host: str = "127.0.0.1"
     port: int = 8000
+    """0: a free port, picked at every start."""
     name: str = "server"
     health_path: str = "/health"
     start_timeout_s: float = 600.0
     stop_timeout_s: float = 20.0
     env: dict[str, str] | None = None
     log_path: Path | None = None
+    role: str = ""
+    gpus: list[int] | None = None
+    """GPUs the server claims: None claims none; [] every visible GPU; else CUDA_VISIBLE_DEVICES."""
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    cmd: list[str] = field(default_factory=list, init=False, repr=False)
+    pidfile: Path | None = field(default=None, init=False, repr=False)
+    _auto_port: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._auto_port = self.port == 0
+        if not callable(self.argv):
+            self.cmd = list(self.argv)
 
     @property
     def base_url(self) -> str:
@@ -91,27 +106,50 @@ class ManagedServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> ManagedServer:
+        from character.backends import lifecycle
+
         if self.proc is not None:
             return self
+        lifecycle.make_room(self)
+        if self._auto_port:
+            self.port = free_port(self.host)
         if not port_is_free(self.host, self.port):
             raise BackendError(
                 f"{self.name}: port {self.host}:{self.port} is already in use (a stale server?); stop "
-                "whatever listens there or set backend.base_url to a free port"
+                "whatever listens there, or set the role's port (roles.<role>.port, backend.port) to a "
+                "free one or leave it unset for a free port"
             )
+        self.cmd = list(self.argv(self.port) if callable(self.argv) else self.argv)
         if self.log_path is None:
-            fd, name = tempfile.mkstemp(prefix=f"character-{self.name}-", suffix=".log")
-            os.close(fd)
-            self.log_path = Path(name)
+            stem = f"{self.name.replace(' ', '-')}-{self.role or 'server'}-{self.port}"
+            logs = lifecycle.log_dir()  # the run's server-logs/ while a run is active
+            if logs is not None:
+                self.log_path = logs / f"{stem}.log"
+            else:
+                fd, name = tempfile.mkstemp(prefix=f"character-{stem}-", suffix=".log")
+                os.close(fd)
+                self.log_path = Path(name)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **(self.env or {})}
-        log.info("starting %s on %s:%d (log %s)", self.name, self.host, self.port, self.log_path)
+        if self.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpus))
+        log.info(
+            "starting %s%s on %s:%d%s (log %s)",
+            self.name,
+            f" for {self.role}" if self.role else "",
+            self.host,
+            self.port,
+            f", GPUs {self.gpus}" if self.gpus else "",
+            self.log_path,
+        )
         with open(self.log_path, "ab") as out:
             try:
                 self.proc = subprocess.Popen(
-                    list(self.argv), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                    self.cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
                 )
             except OSError as e:
-                raise BackendError(f"{self.name}: cannot run {self.argv[0]!r}: {e.strerror}") from None
+                raise BackendError(f"{self.name}: cannot run {self.cmd[0]!r}: {e.strerror}") from None
+        lifecycle.started(self)
         try:
             self._wait_healthy()
         except BaseException:
@@ -150,6 +188,8 @@ class ManagedServer:
         return verify_models(self.base_url, expected, request_json=request_json)
 
     def stop(self) -> None:
+        from character.backends import lifecycle
+
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -171,6 +211,7 @@ class ManagedServer:
                     raise BackendError(f"{self.name} stopped but port {self.host}:{self.port} is still taken")
                 time.sleep(0.2)
             log.info("%s stopped; port %d is free", self.name, self.port)
+            lifecycle.stopped(self, proc.pid)
 
     def __enter__(self) -> ManagedServer:
         return self.start()

@@ -5,7 +5,13 @@ another interpreter (`backend.vllm_python`, e.g. `/opt/vllm-venv/bin/python`). T
 first use with every LoRA adapter as a module (`--enable-lora --lora-modules name=path`,
 `--max-lora-rank` rounded up to a rank vLLM accepts and at least the configured LoRA rank), is checked
 to serve exactly the base model and those adapters before any request, and is stopped (port verified
-free) by `close()` at the end of the stage. Listens where `backend.base_url` points (loopback).
+free) by `close()` at the end of the stage.
+
+One server per role (`backends/roles.py`): it listens on the host of the role's `base_url` and on the
+role's `port` (unset: a free port picked at start, so two roles, `eval compare` and parallel ablation
+runs never collide), with `CUDA_VISIBLE_DEVICES` set to the role's `gpus`. Before it starts, every live
+server sharing its GPUs or port is stopped (`lifecycle.py`): teacher pass, stop, student pass. Every
+start is recorded in the run's `servers.json`, so `--resume` reaps a killed run's servers.
 
 The API key (if `backend.api_key_env` is set in the environment) reaches vLLM as `VLLM_API_KEY` in
 its environment, never on the command line, where `ps` and logs would show it.
@@ -18,12 +24,14 @@ import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from character.backends.base import Completion, GenerationRequest
 from character.backends.openai import OpenAIBackend
+from character.backends.roles import backend_for, config_for
 from character.backends.server import ManagedServer, ModelCheck
 from character.errors import ConfigError
 from character.models import resolve_model
@@ -116,41 +124,72 @@ class ManagedVLLM:
         self.model = client.model
         self.expected = expected
         self.model_check: ModelCheck | None = None
+        self.connect: Callable[[str], OpenAIBackend] | None = None
 
     @classmethod
     def from_config(
-        cls, cfg: RunConfig, model: str, *, adapters: dict[str, str] | None = None
+        cls,
+        cfg: RunConfig,
+        model: str,
+        *,
+        adapters: dict[str, str] | None = None,
+        role: str | None = None,
     ) -> ManagedVLLM:
-        b = cfg.backend
-        u = urlparse(b.base_url)
-        host, port = u.hostname or "127.0.0.1", u.port or 8000
+        b = backend_for(cfg, role)
+        host = urlparse(b.base_url).hostname or "127.0.0.1"
         python = check_vllm_python(b.vllm_python)
         adapters = {name: resolve_model(path) for name, path in (adapters or {}).items()}
-        argv = vllm_serve_argv(
-            python,
-            resolve_model(model),
-            served_name=model,
-            host=host,
-            port=port,
-            adapters=adapters,
-            lora_rank=cfg.lora.r,
-            extra_args=b.vllm_extra_args,
-        )
+        served = b.model or model
+        path = resolve_model(model)
+
+        def argv(port: int) -> list[str]:
+            return vllm_serve_argv(
+                python,
+                path,
+                served_name=served,
+                host=host,
+                port=port,
+                adapters=adapters,
+                lora_rank=cfg.lora.r,
+                extra_args=b.vllm_extra_args,
+            )
+
         env = {}
         key = os.environ.get(b.api_key_env)
         if key:
             env["VLLM_API_KEY"] = key
         server = ManagedServer(
-            argv, host=host, port=port, name="vllm serve", start_timeout_s=b.server_start_timeout_s, env=env
+            argv,
+            host=host,
+            port=b.port or 0,
+            name="vllm serve",
+            start_timeout_s=b.server_start_timeout_s,
+            env=env,
+            role=role or "",
+            gpus=list(b.gpus),
         )
-        client = OpenAIBackend.from_config(cfg, model, adapters=list(adapters), base_url=server.base_url)
-        client.provider, client.caps = "vllm", _vllm_caps()
-        client.verify_model = False  # the managed server checks the exact list itself, after start
-        return cls(server, client, [model, *adapters])
+        role_cfg = config_for(cfg, role)
+
+        def connect(base_url: str) -> OpenAIBackend:
+            client = OpenAIBackend.from_config(role_cfg, served, adapters=list(adapters), base_url=base_url)
+            client.provider, client.caps = "vllm", _vllm_caps()
+            client.verify_model = False  # the managed server checks the exact list itself, after start
+            return client
+
+        vllm = cls(server, connect(server.base_url), [served, *adapters])
+        vllm.connect = connect
+        return vllm
 
     def start(self) -> None:
         if self.server.proc is None:
             self.server.start()
+            url = self.server.base_url.rstrip("/")
+            if self.connect is not None and self.client.base_url != url:
+                # The port is picked at every start: a client for the new address, same token meter.
+                tokens = self.client.tokens
+                self.client.close()
+                self.client = self.connect(url)
+                self.client.tokens = tokens
             try:
                 self.model_check = self.server.verify_models(
                     self.expected, request_json=self.client.request_json
