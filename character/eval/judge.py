@@ -1,9 +1,15 @@
 """The LLM judge: which of two replies better embodies the constitution while staying coherent.
 
 Judges favour the first position, so every pair is judged twice with the order swapped (MT-Bench's
-practice); a win counts only when both orders agree, anything else is a tie. The share of pairs whose
-two verdicts disagree is the judge's inconsistency rate, logged and reported with every result: a
-judge that is inconsistent most of the time is measuring position, not persona.
+practice); a win counts only when both orders agree; two readable verdicts that disagree are a tie.
+The share of pairs whose two verdicts disagree is the judge's inconsistency rate, logged and reported
+with every result: a judge that is inconsistent most of the time is measuring position, not persona.
+
+An unreadable verdict is **not a tie**: a pair with one is counted apart (`outcome` None), left out of
+every rating and win rate, and a result with more than `eval.max_unparsed_share` of them is refused
+(`refuse_unparsed`): a judge that cannot answer would otherwise pull every rating toward 50 %. A
+judge that is one of the two contestants (same path or same weights) is refused unless
+`eval.allow_contestant_judge` is set (`refuse_contestant_judge`): judges favour their own replies.
 
 The judge is asked for one letter and, where the engine can continue a prefilled reply, its reply
 starts with a prefill (`Verdict: Response`), so even a small judge answers in a parseable place;
@@ -25,7 +31,8 @@ from character.backends.base import SamplingParams
 from character.backends.capabilities import can_prefill
 from character.backends.think import strip_think
 from character.constitutions import Constitution
-from character.eval.target import Generator
+from character.errors import CharacterError
+from character.eval.target import Generator, Target, same_checkpoint
 from character.records import Message
 
 log = logging.getLogger(__name__)
@@ -116,10 +123,13 @@ class PairJudgement:
         return v1, v2
 
     @property
-    def outcome(self) -> float:
-        """1 = x wins (both orders agree), 0 = y wins, 0.5 = tie (disagreement or unparsed)."""
+    def outcome(self) -> float | None:
+        """1 = x wins (both orders agree), 0 = y wins, 0.5 = tie (the orders disagree), None = a verdict
+        could not be read (not a tie: counted apart)."""
         v1, v2 = self.x_votes
-        if v1 is not None and v1 == v2:
+        if v1 is None or v2 is None:
+            return None
+        if v1 == v2:
             return 1.0 if v1 else 0.0
         return 0.5
 
@@ -186,8 +196,36 @@ def judge_stats(judgements: list[PairJudgement]) -> dict[str, Any]:
     verdicts = [v for j in judgements for v in (j.first, j.second) if v is not None]
     return {
         "pairs": n,
-        "decided": sum(j.outcome != 0.5 for j in judgements),
+        "decided": sum(j.outcome in (0.0, 1.0) for j in judgements),
+        "unparsed": sum(j.consistent is None for j in judgements),
         "inconsistency_rate": round(sum(not j.consistent for j in both) / len(both), 4) if both else 0.0,
         "unparsed_rate": round(sum(j.consistent is None for j in judgements) / n, 4) if n else 0.0,
         "first_position_rate": round(sum(v == "A" for v in verdicts) / len(verdicts), 4) if verdicts else 0.0,
     }
+
+
+class JudgeRefused(CharacterError):
+    """A judged result that cannot be trusted: too many unreadable verdicts, or a judge judging itself."""
+
+
+def refuse_unparsed(unparsed: int, total: int, max_share: float, what: str) -> None:
+    """Raise when more than `max_share` of `total` judgements could not be read."""
+    if total and unparsed / total > max_share:
+        raise JudgeRefused(
+            f"refusing the {what}: the judge's verdict could not be read in {unparsed} of {total} "
+            f"judgements ({unparsed / total:.0%} > eval.max_unparsed_share {max_share:.0%}); unreadable "
+            "verdicts are not ties: use a stronger judge (models.judge) or raise eval.judge_max_new_tokens"
+        )
+
+
+def refuse_contestant_judge(judge: Target, contestants: list[Target], allow: bool) -> None:
+    """Raise when the judge is one of the models it judges, unless `allow` (eval.allow_contestant_judge)."""
+    if allow:
+        return
+    for t in contestants:
+        why = same_checkpoint(judge, t)
+        if why:
+            raise JudgeRefused(
+                f"refusing a judge that is also a contestant ({why}): a judge favours its own replies; "
+                "name another models.judge (--judge), or set eval.allow_contestant_judge=true to accept it"
+            )

@@ -11,6 +11,11 @@ moved. Success: the persona's own trait rises and its `opposites` fall.
 A share (`eval.revealed_focus_share`) of the pairs put the persona's trait word or one of its
 opposites against a random other trait, so a few dozen prompts say something about the traits that
 matter; the rest are uniform pairs, as in the paper.
+
+A reply whose judge answer names neither of the two words, in either order, is unreadable: counted
+apart (`unparsed` in each row), never a tie, and more than `eval.max_unparsed_share` of them refuses the
+result. Ratings carry bootstrap 95 % intervals over prompts, and so does each trait's before/after
+delta (`delta_intervals`: the same resampled prompts on both sides, so the interval is paired).
 """
 
 from __future__ import annotations
@@ -18,14 +23,17 @@ from __future__ import annotations
 import logging
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from character.backends.base import SamplingParams
 from character.backends.capabilities import can_prefill
 from character.backends.think import strip_think
 from character.constitutions import Constitution
 from character.eval.elo import Match, ratings
+from character.eval.judge import refuse_unparsed
 from character.eval.target import Generator
 from character.records import Message
 
@@ -100,6 +108,7 @@ class Side:
     label: str
     rows: list[dict[str, Any]]
     ratings: dict[str, dict[str, Any]]
+    matches: list[Match] = field(default_factory=list)
 
 
 def run_side(
@@ -130,8 +139,8 @@ def run_side(
     rows, matches = [], []
     for i, ((pid, text), (a, b), reply) in enumerate(zip(prompts, pairs, replies, strict=True)):
         v1, v2 = parse_trait(jouts[2 * i], a, b), parse_trait(jouts[2 * i + 1], a, b)
-        winner = v1 if v1 is not None and v1 == v2 else None
-        outcome = 0.5 if winner is None else (1.0 if winner == a else 0.0)
+        unparsed = v1 is None or v2 is None
+        winner = v1 if not unparsed and v1 == v2 else None
         rows.append(
             {
                 "prompt_id": pid,
@@ -142,17 +151,58 @@ def run_side(
                 "judge_1": jouts[2 * i],
                 "judge_2": jouts[2 * i + 1],
                 "winner": winner,
-                "consistent": None if v1 is None or v2 is None else v1 == v2,
+                "consistent": None if unparsed else v1 == v2,
+                "unparsed": unparsed,
             }
         )
-        matches.append(Match(a, b, outcome, pid))
-    return Side(model.target.label, rows, ratings(matches, bootstrap=bootstrap))
+        if not unparsed:  # an unreadable judgement is not a tie: it is no match at all
+            matches.append(Match(a, b, 0.5 if winner is None else (1.0 if winner == a else 0.0), pid))
+    return Side(model.target.label, rows, ratings(matches, bootstrap=bootstrap), matches)
+
+
+def delta_intervals(
+    before: Side, after: Side, *, bootstrap: int, seed: int = 0, l2: float = 0.01
+) -> dict[str, list[float]]:
+    """95 % interval of each trait's rating change: prompts resampled once for both sides, refitted."""
+    if bootstrap <= 0:
+        return {}
+    groups: dict[str, list[list[Match]]] = {}
+    for i, side in enumerate((before, after)):
+        for m in side.matches:
+            groups.setdefault(m.prompt_id, [[], []])[i].append(m)
+    ids = sorted(groups)
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {}
+    for _ in range(bootstrap):
+        pick = [ids[j] for j in rng.integers(0, len(ids), len(ids))]
+        rb = ratings([m for p in pick for m in groups[p][0]], bootstrap=0, l2=l2)
+        ra = ratings([m for p in pick for m in groups[p][1]], bootstrap=0, l2=l2)
+        for t in set(rb) & set(ra):
+            samples.setdefault(t, []).append(ra[t]["rating"] - rb[t]["rating"])
+    return {
+        t: [round(float(np.percentile(v, 2.5)), 1), round(float(np.percentile(v, 97.5)), 1)]
+        for t, v in samples.items()
+        if len(v) >= bootstrap // 2  # a trait missing from most resamples has no honest interval
+    }
 
 
 def compare_sides(
-    before: Side, after: Side, c: Constitution, vocab: tuple[str, ...], top: int = 5
+    before: Side,
+    after: Side,
+    c: Constitution,
+    vocab: tuple[str, ...],
+    top: int = 5,
+    *,
+    bootstrap: int = 0,
+    seed: int = 0,
+    max_unparsed_share: float = 1.0,
 ) -> dict[str, Any]:
-    """Per-trait Elo before/after and the delta; the persona's trait and its opposites first."""
+    """Per-trait Elo before/after and the delta with 95 % intervals; the persona's trait and its
+    opposites first. Refused when either side has more than `max_unparsed_share` unreadable verdicts."""
+    for side in (before, after):
+        unread = sum(bool(r.get("unparsed")) for r in side.rows)
+        refuse_unparsed(unread, len(side.rows), max_unparsed_share, f"revealed preferences of {side.label}")
+    delta_ci = delta_intervals(before, after, bootstrap=bootstrap, seed=seed)
     traits = sorted(set(before.ratings) & set(after.ratings))
     delta = {t: round(after.ratings[t]["rating"] - before.ratings[t]["rating"], 1) for t in traits}
     focus = focus_traits(c, vocab)
@@ -167,13 +217,21 @@ def compare_sides(
             "inconsistency_rate": round(sum(not r["consistent"] for r in both) / len(both), 4)
             if both
             else None,
+            "unparsed": sum(bool(r.get("unparsed")) for r in side.rows),
         }
+
+    def ci(side: Side, t: str) -> list[float] | None:
+        r = side.ratings.get(t, {})
+        return [r["ci_low"], r["ci_high"]] if "ci_low" in r else None
 
     def row(t: str) -> dict[str, Any]:
         return {
             "before": before.ratings.get(t, {}).get("rating"),
+            "before_ci": ci(before, t),
             "after": after.ratings.get(t, {}).get("rating"),
+            "after_ci": ci(after, t),
             "delta": delta.get(t),
+            "delta_ci": delta_ci.get(t),
         }
 
     return {
@@ -182,8 +240,11 @@ def compare_sides(
         "persona_traits": c.trait_lines(),
         "opposites": c.opposites,
         "focus": {t: row(t) for t in focus["persona"] + focus["opposites"]},
-        "top_risers": [{"trait": t, "delta": d} for t, d in reversed(ranked[-top:])],
-        "top_fallers": [{"trait": t, "delta": d} for t, d in ranked[:top]],
+        "top_risers": [
+            {"trait": t, "delta": d, "delta_ci": delta_ci.get(t)} for t, d in reversed(ranked[-top:])
+        ],
+        "top_fallers": [{"trait": t, "delta": d, "delta_ci": delta_ci.get(t)} for t, d in ranked[:top]],
         "judge": {"before": judge_quality(before), "after": judge_quality(after)},
         "delta": delta,
+        "delta_ci": delta_ci,
     }

@@ -2,7 +2,8 @@
 
 The judge is the embedded model itself; the "tuned" side is the tiny random model, so the two sides
 really differ. Numbers are not asserted to be good (a 135M judge is mostly position bias), only that
-the pipeline runs, writes what it says and follows its rules.
+the pipeline runs, writes what it says and follows its rules; so the unread-verdict limit is lifted
+here (`eval.max_unparsed_share=1`; tests/unit/test_judge_rules.py makes it fire).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ SMALL = [
     "eval.revealed_max_new_tokens=16",
     "--set",
     "eval.judge_max_new_tokens=4",
+    "--set",
+    "eval.max_unparsed_share=1.0",
     "--no-progress",
 ]
 
@@ -75,7 +78,7 @@ def test_sample_and_chat_with_history_and_commands(artifacts: Path) -> None:
             verified=True,
         )
     )
-    registry.promote("remorseful_base")
+    registry.promote("remorseful_base", force=True, reason="test: the base model itself, no comparison")
     out = _ok(["chat", "--persona", "remorseful", "--max-new-tokens", "8"], input="Hello\n")
     assert "chatting with remorseful_base" in out and out.count("bot>") == 1
 
@@ -142,22 +145,29 @@ def test_elo_sample_with_embedded_judge_then_score(
         str(matches),
         *SMALL,
     ]
+    # The judge (embedded) is also model A: refused unless explicitly allowed.
+    out = _ok(args, code=1)
+    assert "judge that is also a contestant" in out and not matches.exists()
+    args += ["--set", "eval.allow_contestant_judge=true"]
     res = _json_out(_ok(args))
     assert res["new"] == 2 and res["judge"]["pairs"] == 2
     rows = [json.loads(x) for x in matches.read_text().splitlines()]
     for r in rows:
         assert r["judge"] == "embedded" and r["model_a"] == "embedded"
-        assert r["outcome"] in (0.0, 0.5, 1.0)
-        # Both orders were judged, and a win needs them to agree.
-        if r["outcome"] != 0.5:
+        assert r["outcome"] in (0.0, 0.5, 1.0, None)
+        # Both orders were judged, a win needs them to agree, and an unread verdict is no tie.
+        if r["outcome"] in (0.0, 1.0):
             assert r["consistent"] is True
+        assert (r["outcome"] is None) == (r["consistent"] is None)
     assert _json_out(_ok(args))["new"] == 0  # resumed: nothing left to do
-    score = _json_out(_ok(["eval", "elo", "score", "--matches", str(matches), "--bootstrap", "20"]))
+    score = _json_out(
+        _ok(["eval", "elo", "score", "--matches", str(matches), "--bootstrap", "20", *SMALL[-3:-1]])
+    )
     assert score["ratings"]["embedded"]["rating"] == 1000.0
     tuned = score["ratings"][str(tiny_model)]
     assert tuned["ci_low"] <= tuned["rating"] <= tuned["ci_high"]
     wr = score["win_rates"][str(tiny_model)]
-    assert wr["n"] == 2 and wr["raw"] is not None and wr["length_controlled"] is not None
+    assert wr["n"] == 2 - score["unparsed"] and wr["raw"] is not None and wr["length_controlled"] is not None
     assert "inconsistency_rate" in score["judge"]
 
 

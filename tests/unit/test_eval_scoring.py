@@ -67,7 +67,7 @@ def test_win_only_when_both_orders_agree() -> None:
     half = PairJudgement("A", None, "", "")
     assert x_wins.outcome == 1.0 and y_wins.outcome == 0.0
     assert position.outcome == 0.5 and position.consistent is False
-    assert half.outcome == 0.5 and half.consistent is None
+    assert half.outcome is None and half.consistent is None  # unreadable: counted apart, not a tie
     st = judge_stats([x_wins, y_wins, position, half])
     assert st["inconsistency_rate"] == pytest.approx(1 / 3, abs=1e-3)
     assert st["unparsed_rate"] == 0.25 and st["decided"] == 2
