@@ -67,7 +67,33 @@ def pair_stats(
         "chars_chosen": _dist([len(t) for t in chosen]),
         "chars_rejected": _dist([len(t) for t in rejected]),
         "sources": dict(sorted(Counter(p.get("source", "?") for p in pairs).items())),
+        **duplicate_stats(pairs),
     }
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def duplicates(pairs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Kept pairs that repeat an earlier sample (lower k) of the same prompt: the same chosen or the
+    same rejected reply. K samples that are one sample K times (one seed for every request) teach
+    DPO nothing new and overweight those prompts K-fold."""
+    seen: dict[str, tuple[set[str], set[str]]] = {}
+    out = []
+    for p in sorted(pairs, key=lambda p: (str(p["prompt_id"]), p.get("k", 0))):
+        chosen, rejected = _norm(p["chosen"][0]["content"]), _norm(p["rejected"][0]["content"])
+        c_seen, r_seen = seen.setdefault(str(p["prompt_id"]), (set(), set()))
+        if chosen in c_seen or rejected in r_seen:
+            out.append(p)
+        c_seen.add(chosen)
+        r_seen.add(rejected)
+    return out
+
+
+def duplicate_stats(pairs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    dup = duplicates(pairs)
+    return {"duplicates": len(dup), "duplicate_rate": _rate(len(dup), len(pairs))}
 
 
 def _clip(text: str, n: int = 160) -> str:
@@ -111,6 +137,17 @@ def check_gates(
             f"teacher refusal rate {stats['refusal_rate_chosen']:.3f} > distill.max_chosen_refusal_rate "
             f"{gates.max_chosen_refusal_rate} (a refusal line in the constitution? e.g. "
             + _examples(refused, lambda a: repr(_clip(a["chosen"])))
+            + ")"
+        )
+    if stats.get("duplicate_rate", 0.0) > gates.max_duplicate_rate:
+        failures.append(
+            f"{stats['duplicates']} of {stats['kept']} kept pairs repeat an earlier sample of their prompt "
+            f"(rate {stats['duplicate_rate']:.3f} > distill.max_duplicate_rate {gates.max_duplicate_rate}): "
+            "the K samples of a prompt are not distinct draws (seeds per request? temperature 0? e.g. "
+            + _examples(
+                duplicates(pairs),
+                lambda p: f"{p['prompt_id']} k={p.get('k')} {_clip(p['chosen'][0]['content'], 80)!r}",
+            )
             + ")"
         )
     if stats["kept_rate"] < gates.min_kept_rate:

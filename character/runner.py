@@ -39,6 +39,7 @@ from typing import Any
 
 from character import paths
 from character.atomic import atomic_write_json, atomic_write_text
+from character.backends import lifecycle
 from character.config import RunConfig
 from character.config_layers import (
     Resolved,
@@ -299,6 +300,9 @@ class Runner:
         else:
             run_dir = new_run_dir(self.cfg)
         log.info("run directory: %s", run_dir)
+        # A killed run's vLLM servers still hold their ports and GPUs: stop them before anything starts.
+        prev_pidfile = lifecycle.activate(run_dir / lifecycle.PIDFILE)
+        lifecycle.reap(run_dir / lifecycle.PIDFILE)
         subs = self.plan(run_dir)
         state = read_state(run_dir)
         state.update(
@@ -335,6 +339,7 @@ class Runner:
             self._finish(run_dir, status, str(e) or type(e).__name__)
             raise
         finally:
+            lifecycle.activate(prev_pidfile)
             result.cost_usd = self.spent_usd
             if self.cfg.pipeline.report:
                 self._report(run_dir)
@@ -440,9 +445,7 @@ class Runner:
                 self._run_stage(sub, stage, tracker, entries, state, keys_now)
         finally:
             self.spent_usd += tracker.usd_total
-            atomic_write_json(
-                d / "cost.json", {"stages": tracker.totals(), "usd": round(tracker.usd_total, 6)}
-            )
+            atomic_write_json(d / "cost.json", tracker.as_json())
             write_state(d, state)
 
     def _run_stage(
@@ -469,7 +472,7 @@ class Runner:
             raise
         entries[stage].update(status="done", duration_s=round(time.time() - t0, 3))
         write_state(d, state)
-        atomic_write_json(d / "cost.json", {"stages": tracker.totals(), "usd": round(tracker.usd_total, 6)})
+        atomic_write_json(d / "cost.json", tracker.as_json())
 
 
 def check_stage_output(run_dir: Path, stage: str, manifest: Manifest | None) -> None:
@@ -511,10 +514,16 @@ def _supersede(run_dir: Path, stage: str) -> None:
 
 def _seed(tracker: CostTracker, stage: str, manifest: Manifest) -> None:
     """Count a finished stage's tokens again, so a resumed run's budget covers what was already spent."""
-    for model, t in manifest.tokens.items():
+    by_role = manifest.extra.get("role_tokens") if isinstance(manifest.extra, dict) else None
+    items = (
+        [(r, m, t) for r, models in by_role.items() for m, t in models.items()]
+        if by_role
+        else [(None, m, t) for m, t in manifest.tokens.items()]
+    )
+    for role, model, t in items:
         p = int(t.get("prompt", t.get("prompt_tokens", 0)))
         c = int(t.get("completion", t.get("completion_tokens", 0)))
-        tracker.record(stage, model, p, c)
+        tracker.record(stage, model, p, c, role=role)
 
 
 def _usd(models: Mapping[str, Any]) -> list[float]:

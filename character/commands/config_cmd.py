@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from character.config_layers import field_help, get_value, leaf_keys, resolve
+from character.config_layers import Resolved, field_help, get_value, leaf_keys, resolve
 from character.errors import ConfigError
 
 config_app = typer.Typer(
@@ -50,6 +50,8 @@ def info(
     if show_help:
         table.add_column("help")
     for key in leaf_keys():
+        if key.startswith("roles.") and get_value(res.config, key) is None:
+            continue  # inherited from [backend]: the roles table below shows the effective value
         cur, pap = get_value(res.config, key), paper_value(key)
         src = res.sources[key]
         if pap is None:
@@ -61,6 +63,30 @@ def info(
             row.append(field_help(key))
         table.add_row(*row, style=None if src == "default" else "bold")
     console.print(table)
+    console.print(roles_table(res))
+
+
+def roles_table(res: Resolved) -> Table:
+    """Each role's effective engine: value and where it comes from (its own key, or [backend]'s)."""
+    from character.backends.roles import ROLES, role_rows
+
+    table = Table(title="roles: each role's engine (roles.<role> settings over backend.*)")
+    for col in ("role", "setting", "value", "source"):
+        table.add_column(col)
+    relevant = {
+        "hf": {"kind", "gpus"},
+        "openai": {"kind", "base_url", "provider", "model", "api_key_env"},
+        "vllm": {"kind", "port", "model", "gpus"},
+    }
+    for role in ROLES:
+        rows = role_rows(res, role)
+        kind = str(rows[0][1])
+        for f, value, src in rows:
+            inherited = src.startswith("backend.")
+            if f in relevant.get(kind, set()) or not inherited:
+                label = "(auto)" if f == "port" and value is None else _fmt(value)
+                table.add_row(role, f, label, src, style=None if inherited else "bold")
+    return table
 
 
 def show(
@@ -81,6 +107,8 @@ def show(
     if sources:
         for k, s in res.overridden().items():
             console.print(f"# {k} <- {s}", markup=False, highlight=False)
+        for line in roles_lines(res):
+            console.print(f"# {line}", markup=False, highlight=False, soft_wrap=True)
     console.print(res.to_toml(), markup=False, highlight=False)
 
 
@@ -100,3 +128,20 @@ def register(app: typer.Typer) -> None:
     config_app.command("show")(show)
     config_app.command("validate")(validate)
     app.add_typer(config_app, name="config")
+
+
+def roles_lines(res: Resolved) -> list[str]:
+    """One line per role: its engine and the settings it sets itself, with their sources."""
+    from character.backends.roles import ROLES, backend_for, role_rows
+
+    out = []
+    for role in ROLES:
+        b = backend_for(res.config, role)
+        where = (
+            b.base_url if b.kind == "openai" else f"port {b.port or 'auto'}" if b.kind == "vllm" else b.device
+        )
+        own = [f"{f} <- {src}" for f, _, src in role_rows(res, role) if not src.startswith("backend.")]
+        out.append(
+            f"role {role}: {b.kind} ({where})" + (f"; {', '.join(own)}" if own else "; all from [backend]")
+        )
+    return out

@@ -228,10 +228,8 @@ def elo_sample(
 ) -> None:
     """Generate replies from both models on held-out prompts and judge each pair in both orders.
 
-    A win counts only when both orders agree; readable verdicts that disagree are a tie; an unreadable
-    verdict is counted apart (never a tie). The judge's inconsistency rate is printed. A judge that is
-    one of the two models is refused (--set eval.allow_contestant_judge=true accepts it). Rerun with the
-    same --output to resume.
+    A win counts only when both orders agree; otherwise the match is a tie. The judge's
+    inconsistency rate is printed. Rerun with the same --output to resume.
     """
     from character.cli import console
     from character.eval.arena import sample_matches
@@ -252,8 +250,8 @@ def elo_sample(
     ps = eval_prompts(c, cfg.eval.elo_count, cfg.seed, prompts)
     gens = []
     try:
-        for ref in (base_model, tuned_model, cfg.models.judge):
-            gens.append(open_generator(cfg, ref))
+        for ref, role in ((base_model, "student"), (tuned_model, "student"), (cfg.models.judge, "judge")):
+            gens.append(open_generator(cfg, ref, role=role))
         res = sample_matches(
             cfg,
             base=gens[0],
@@ -282,21 +280,12 @@ def elo_score(
     sets: SetOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Bradley-Terry ratings (base = 1000) with 95 % bootstrap intervals, raw and length-controlled win rates.
-
-    Pairs with an unreadable verdict are left out and counted; more than eval.max_unparsed_share of
-    them refuses the result (exit 1).
-    """
+    """Bradley-Terry ratings (base = 1000) with 95 % bootstrap intervals, raw and length-controlled win rates."""
     from character.cli import console
     from character.eval.arena import score_matches
 
     cfg = resolve_cfg(ctx, sets=sets, config=config, eval__elo_bootstrap=bootstrap)
-    res = score_matches(
-        matches,
-        bootstrap=cfg.eval.elo_bootstrap,
-        l2=cfg.eval.elo_l2,
-        max_unparsed_share=cfg.eval.max_unparsed_share,
-    )
+    res = score_matches(matches, bootstrap=cfg.eval.elo_bootstrap, l2=cfg.eval.elo_l2)
     write_json(output, res)
     console.print(dumps(res), markup=False, highlight=False)
 
@@ -319,9 +308,8 @@ def revealed_preferences(
 ) -> None:
     """Offer two hidden traits per prompt; a judge names the one the reply embodied; trait Elo before vs after.
 
-    Reports the persona's traits, its trait word and `opposites` (before, after, delta, each with a
-    bootstrap 95 % interval over prompts), and the traits that rose and fell most. Unreadable judge
-    answers are counted apart, never as ties; more than eval.max_unparsed_share of them refuses the result.
+    Reports the persona's traits, its trait word and `opposites` (before, after, delta), and the traits
+    that rose and fell most.
     """
     from character.backends.base import SamplingParams
     from character.cli import console
@@ -342,7 +330,7 @@ def revealed_preferences(
     jparams = SamplingParams(
         temperature=e.judge_temperature, max_new_tokens=e.judge_max_new_tokens, seed=e.seed
     )
-    judge_gen = open_generator(cfg, cfg.models.judge)
+    judge_gen = open_generator(cfg, cfg.models.judge, role="judge")
     sides = []
     try:
         for ref in (baseline or cfg.models.student, checkpoint_ref(checkpoint, persona, cfg.models.student)):
@@ -356,7 +344,6 @@ def revealed_preferences(
                         pairs,
                         params=params,
                         judge_params=jparams,
-                        bootstrap=e.elo_bootstrap,
                         progress=not no_progress,
                     )
                 )
@@ -364,17 +351,7 @@ def revealed_preferences(
                 gen.close()
     finally:
         judge_gen.close()
-    # The rows are kept even when the result is refused: they show what the judge could not answer.
-    write_json(output, {"rows": {"before": sides[0].rows, "after": sides[1].rows}})
-    res = rv.compare_sides(
-        sides[0],
-        sides[1],
-        c,
-        vocab,
-        bootstrap=e.elo_bootstrap,
-        seed=e.seed,
-        max_unparsed_share=e.max_unparsed_share,
-    )
+    res = rv.compare_sides(sides[0], sides[1], c, vocab)
     write_json(output, {**res, "rows": {"before": sides[0].rows, "after": sides[1].rows}})
     res.pop("delta")
     console.print(dumps(res), markup=False, highlight=False)

@@ -142,18 +142,22 @@ def metric_suspects(baseline: dict[str, Any], candidate: dict[str, Any]) -> list
 # ---- suspect comparisons --------------------------------------------------------------------------
 
 
-def endpoint_problem(cfg: Any, model: str) -> str | None:
-    """For the `openai` backend: does the server say it serves `model`? None when it does."""
-    if cfg.backend.kind != "openai":
+def endpoint_problem(cfg: Any, model: str, role: str = "student") -> str | None:
+    """For an `openai` engine (the role's): does the server say it serves `model`? None when it does."""
+    from character.backends.roles import backend_for
+
+    b = backend_for(cfg, role)
+    if b.kind != "openai":
         return None
-    base = cfg.backend.base_url.rstrip("/")
+    model = b.model or model
+    base = b.base_url.rstrip("/")
     headers = {"Content-Type": "application/json"}
-    key = os.environ.get(cfg.backend.api_key_env)
+    key = os.environ.get(b.api_key_env)
     if key:
         headers["Authorization"] = f"Bearer {key}"
     try:
         req = urllib.request.Request(f"{base}/models", headers=headers)
-        with urllib.request.urlopen(req, timeout=cfg.backend.timeout_s) as resp:
+        with urllib.request.urlopen(req, timeout=b.timeout_s) as resp:
             ids = [m.get("id") for m in json.loads(resp.read()).get("data", [])]
         if model in ids:
             return None
@@ -167,7 +171,7 @@ def endpoint_problem(cfg: Any, model: str) -> str | None:
     ).encode()
     try:
         req = urllib.request.Request(f"{base}/chat/completions", data=body, headers=headers)
-        with urllib.request.urlopen(req, timeout=cfg.backend.timeout_s) as resp:
+        with urllib.request.urlopen(req, timeout=b.timeout_s) as resp:
             echoed = json.loads(resp.read()).get("model")
     except (urllib.error.URLError, OSError, ValueError) as e:
         return f"cannot confirm what {base} serves: /models failed ({listing_error}) and a completion failed ({e})"

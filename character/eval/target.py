@@ -122,11 +122,12 @@ def same_checkpoint(a: Target, b: Target) -> str | None:
 class Generator:
     """A backend opened on a target; generates replies to conversations."""
 
-    def __init__(self, cfg: RunConfig, target: Target, backend: Any = None):
+    def __init__(self, cfg: RunConfig, target: Target, backend: Any = None, *, role: str = "student"):
         self.target = target
+        self.role = role  # whose engine generates (roles.<role>): the models under test are the student's
         adapters = {ADAPTER_NAME: target.adapter} if target.adapter else None
         try:
-            self.backend = backend or make_backend(cfg, target.model, adapters=adapters)
+            self.backend = backend or make_backend(cfg, target.model, adapters=adapters, role=role)
         except OSError as e:  # transformers' "not found / cannot reach the hub": one line, not a traceback
             raise ConfigError(
                 f"cannot load checkpoint '{target.ref}' ({target.model}): {str(e).splitlines()[0]}; give a "
@@ -157,8 +158,8 @@ class Generator:
         self.backend.close()
 
 
-def open_generator(cfg: RunConfig, ref: str) -> Generator:
-    return Generator(cfg, resolve_target(ref))
+def open_generator(cfg: RunConfig, ref: str, *, role: str = "student") -> Generator:
+    return Generator(cfg, resolve_target(ref), role=role)
 
 
 def conversation(prompt: str, system: str | None = None) -> list[Message]:

@@ -99,7 +99,7 @@ class ChunkTokens:
         c = sum(c.completion_tokens for c in completions)
         self.prompt += p
         self.completion += c
-        self.tracker.record(self.stage, self.model, p, c)
+        self.tracker.record(self.stage, self.model, p, c, role="introspect")
 
 
 def fingerprint(cfg: RunConfig, model: str, adapter: str | None, systems: dict[str, str]) -> dict[str, Any]:

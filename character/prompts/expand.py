@@ -203,7 +203,7 @@ def expand_constitution(
             res.added += len(rows)
             bar.advance(len(rows))
             if tracker is not None:  # after the append: a budget stop keeps this round's questions
-                tracker.record("prompts", backend.model, usage[0], usage[1])
+                tracker.record("prompts", backend.model, usage[0], usage[1], role="teacher")
             log.info("round %d: kept %d questions (%d traits still short)", rnd, len(rows),
                      sum(have[ti] < per_trait for ti in chosen))  # fmt: skip
     res.per_trait = have
@@ -223,7 +223,7 @@ def expand_with_config(
     """Build the teacher backend from `cfg` and expand; sampling follows `cfg.sampling`."""
     from character.backends import make_backend
 
-    backend = make_backend(cfg, cfg.models.teacher)
+    backend = make_backend(cfg, cfg.models.teacher, role="teacher")
     try:
         opts: dict = {"temperature": cfg.sampling.temperature, "top_p": cfg.sampling.top_p, "seed": cfg.seed}
         opts.update(kwargs)

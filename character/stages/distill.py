@@ -9,26 +9,40 @@ self-name renamed and refusals dropped) and pairs whose prompt + reply exceed `d
 are dropped. Filtered attempts are topped up with fresh keys until `distill.pairs` are kept or
 `distill.pairs x distill.max_attempts_factor` attempts were made.
 
-Out (run_dir/distill/): `attempts.jsonl` (every attempt with its verdict; the source of truth for
-resume), `pairs.jsonl` (kept, TRL's conversational prompt/chosen/rejected form), `rejects.jsonl`,
-`stats.json`, `previews.md`, then the data gates, then `manifest.json`. Calling `run` again continues
-exactly where a killed run stopped: keys already attempted are skipped, a torn last line is repaired.
+Engines: the teacher runs on `roles.teacher`'s engine and the student on `roles.student`'s (e.g. a
+hosted teacher and an hf student); one backend serves both when they are the same model on the same
+engine. When the two engines would share GPUs (two managed vLLM servers), each round is a teacher
+pass, the teacher's server stops, then the student pass. Every request carries its own seed
+(`backends.seeds.request_seed(seed, prompt_id, k)`): the K samples of a prompt are K draws, and
+duplicates across k are counted and gated (`distill.max_duplicate_rate`).
+
+Out (run_dir/distill/): `teacher.jsonl` (teacher replies, written as soon as they exist, so a crash
+before the student answers loses no teacher tokens), `attempts.jsonl` (every attempt with its verdict;
+the source of truth for resume), `pairs.jsonl` (kept, TRL's conversational prompt/chosen/rejected form),
+`rejects.jsonl`, `stats.json`, `previews.md`, then the data gates, then `manifest.json` (tokens per
+model, and per role in `extra.role_tokens`). Calling `run` again continues exactly where a killed run
+stopped: keys already attempted are skipped, teacher replies on disk are reused, a torn last line is
+repaired.
 
 Run it with `character generate dpo --persona remorseful` or as part of `character pipeline`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from character import layout
 from character.atomic import atomic_write_json, atomic_write_text
 from character.backends.base import Completion, GenerationRequest, SamplingParams, make_backend
+from character.backends.roles import backend_for
+from character.backends.seeds import request_seed
 from character.backends.think import strip_think
 from character.chat import count_tokens
 from character.config import RunConfig
@@ -44,6 +58,7 @@ from character.records import JsonlStore
 log = logging.getLogger(__name__)
 
 KEY = ("prompt_id", "k")
+TEACHER = "teacher.jsonl"
 THINK_PREFILL = "<think>\nI want my answer to come from my own character, in my own voice.\n"
 
 
@@ -156,23 +171,170 @@ def pair_row(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Engines:
-    """Teacher and student backends, built on first use; one shared backend when they are the same model."""
+    """Teacher and student backends, each on its role's engine, built on first use.
+
+    One shared backend when both roles name the same model on the same engine. When their engines
+    would share GPUs (two managed vLLM servers on the same cards, or one beside hf on CUDA) the stage
+    runs in passes: the teacher answers a whole round, its engine is released, then the student."""
 
     def __init__(self, cfg: RunConfig):
+        from character.backends.lifecycle import conflicts, gpu_claim
+        from character.backends.roles import same_engine
+
         self.cfg = cfg
         self._teacher: Any = None
         self._student: Any = None
+        self.shared = cfg.models.student == cfg.models.teacher and same_engine(cfg, "teacher", "student")
+        claims = [gpu_claim(backend_for(cfg, r)) for r in ("teacher", "student")]
+        self.phased = not self.shared and conflicts(*claims)
 
-    def get(self) -> tuple[Any, Any]:
+    def name(self, role: str) -> str:
+        """The model name a role's tokens are counted and priced under: what its endpoint is asked for."""
+        b = backend_for(self.cfg, role)
+        ref = self.cfg.models.teacher if role == "teacher" else self.cfg.models.student
+        return b.model if (b.kind != "hf" and b.model) else ref
+
+    def teacher(self) -> Any:
         if self._teacher is None:
-            self._teacher = make_backend(self.cfg, self.cfg.models.teacher)
-            same = self.cfg.models.student == self.cfg.models.teacher
-            self._student = self._teacher if same else make_backend(self.cfg, self.cfg.models.student)
-        return self._teacher, self._student
+            self._teacher = make_backend(self.cfg, self.cfg.models.teacher, role="teacher")
+        return self._teacher
+
+    def student(self) -> Any:
+        if self.shared:
+            return self.teacher()
+        if self._student is None:
+            self._student = make_backend(self.cfg, self.cfg.models.student, role="student")
+        return self._student
+
+    def release_teacher(self) -> None:
+        """Free the teacher's engine (its server stops, its GPUs are the student's now)."""
+        if self._teacher is not None and not self.shared:
+            self._teacher.close()
+            self._teacher = None
 
     def close(self) -> None:
         for b in {id(b): b for b in (self._teacher, self._student) if b is not None}.values():
             b.close()
+        self._teacher = self._student = None
+
+
+def _params(cfg: RunConfig, prompt_id: str, k: int) -> SamplingParams:
+    # The seed is the sample's own (request_seed): K samples of a prompt differ, and a resumed run
+    # regenerates the same sample for the same key whatever chunk it lands in.
+    return SamplingParams(
+        temperature=cfg.sampling.temperature,
+        top_p=cfg.sampling.top_p,
+        max_new_tokens=cfg.sampling.max_new_tokens,
+        stop=list(cfg.sampling.stop),
+        repetition_penalty=cfg.sampling.repetition_penalty,
+        seed=request_seed(cfg.seed, prompt_id, k),
+    )
+
+
+def _completion(row: dict[str, Any]) -> Completion:
+    names = {f.name for f in dataclasses.fields(Completion)}
+    return Completion(**{k: v for k, v in row.items() if k in names})
+
+
+@dataclass
+class _Passes:
+    """The generation of one run of the stage: teacher answers (kept in `teacher.jsonl` until their
+    pair is judged, so a crash after an expensive teacher pass loses nothing), then student answers,
+    judged and appended."""
+
+    cfg: RunConfig
+    c: Constitution
+    system: str
+    tokenizer: Any
+    engines: _Engines
+    tracker: CostTracker
+    progress: bool
+    stores: dict[str, JsonlStore]
+    done: list[dict[str, Any]]
+    kept: int
+    cached: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+
+    def _teacher_requests(self, chunk: list[tuple[Any, int]]) -> list[GenerationRequest]:
+        reqs = []
+        for p, k in chunk:
+            messages = [{"role": "system", "content": self.system}, {"role": "user", "content": p.text}]
+            pf = prefill_for(self.cfg, self.c, p.id, k)
+            reqs.append(GenerationRequest(messages, _params(self.cfg, p.id, k), prefill=pf))
+        return reqs
+
+    def _keep_teacher(
+        self, chunk: list[tuple[Any, int]], reqs: list[GenerationRequest], outs: Any, *, charge: bool = True
+    ) -> tuple[int, int]:
+        """Append teacher replies to teacher.jsonl, then charge them (a budget stop keeps them)."""
+        rows = [
+            {"prompt_id": p.id, "k": k, "prefill": r.prefill, **dataclasses.asdict(o[0])}
+            for (p, k), r, o in zip(chunk, reqs, outs, strict=True)
+        ]
+        self.stores["teacher"].append(rows)
+        self.cached.update({(r["prompt_id"], r["k"]): r for r in rows})
+        comps = [o[0] for o in outs]
+        tokens = sum(x.prompt_tokens for x in comps), sum(x.completion_tokens for x in comps)
+        if charge:
+            self.tracker.record("distill", self.engines.name("teacher"), *tokens, role="teacher")
+        return tokens
+
+    def teacher_pass(self, chunk: list[tuple[Any, int]]) -> None:
+        todo = [(p, k) for p, k in chunk if (p.id, k) not in self.cached]
+        if todo:
+            reqs = self._teacher_requests(todo)
+            self._keep_teacher(todo, reqs, self.engines.teacher().generate(reqs, progress=self.progress))
+
+    def student_pass(self, chunk: list[tuple[Any, int]], target: int) -> None:
+        """Student replies for `chunk` (and teacher replies still missing), judged and appended."""
+        s_reqs = [
+            GenerationRequest([{"role": "user", "content": p.text}], _params(self.cfg, p.id, k))
+            for p, k in chunk
+        ]
+        if self.engines.shared:
+            # One engine for both: one generate call, so the hf backend batches them together.
+            missing = [(p, k) for p, k in chunk if (p.id, k) not in self.cached]
+            t_reqs = self._teacher_requests(missing)
+            outs = self.engines.student().generate(t_reqs + s_reqs, progress=self.progress)
+            # Charged with the student's, after the attempts are on disk.
+            t_tokens = self._keep_teacher(missing, t_reqs, outs[: len(t_reqs)], charge=False)
+            s_out = outs[len(t_reqs) :]
+        else:
+            self.teacher_pass(chunk)  # on disk before the student runs
+            t_tokens = (0, 0)
+            s_out = self.engines.student().generate(s_reqs, progress=self.progress)
+        recs = []
+        for (p, k), [sc] in zip(chunk, s_out, strict=True):
+            t = self.cached[(p.id, k)]
+            rec = judge_attempt(self.cfg, p, k, self.system, t["prefill"], _completion(t), sc, self.tokenizer)
+            if rec["verdict"] == "kept":
+                if self.kept >= target:
+                    rec["verdict"] = "surplus"  # generated in the last batch but not needed
+                else:
+                    self.kept += 1
+            recs.append(rec)
+        # Order matters for resume: attempts first (source of truth), then pairs and rejects.
+        self.stores["attempts"].append(recs)
+        self.stores["pairs"].append(pair_row(r) for r in recs if r["verdict"] == "kept")
+        self.stores["rejects"].append(
+            {k: r[k] for k in ("prompt_id", "k", "verdict", "detail", "dropped_text", "prompt")}
+            for r in recs
+            if r["verdict"] not in ("kept", "surplus")
+        )
+        self.done.extend(recs)
+        log.info("distill: %d/%d pairs kept after %d attempts", self.kept, target, len(self.done))
+        if any(t_tokens):
+            self.tracker.record("distill", self.engines.name("teacher"), *t_tokens, role="teacher")
+        self.tracker.record(
+            "distill",
+            self.engines.name("student"),
+            sum(x[0].prompt_tokens for x in s_out),
+            sum(x[0].completion_tokens for x in s_out),
+            role="student",
+        )
+
+
+def _batches(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def run(
@@ -219,61 +381,29 @@ def run(
     system = teacher_system(c, cfg.models.teacher_name)
     tokenizer = load_tokenizer(cfg.models.student)
     engines = _Engines(cfg)
+    teacher_store = JsonlStore(sd / TEACHER, KEY)
+    stores = {"attempts": attempts, "pairs": pairs, "rejects": rejects, "teacher": teacher_store}
+    gen = _Passes(cfg, c, system, tokenizer, engines, tracker, progress, stores, done, kept)
+    gen.cached = {(r["prompt_id"], r["k"]): r for r in teacher_store.read()}
+    if engines.phased:
+        log.info("teacher and student engines share GPUs: each round runs a teacher pass, then the student's")
     t0 = time.perf_counter()
     try:
-        while kept < target and todo:
-            deficit = target - kept
-            rate = kept / len(done) if done else 1.0
-            size = min(d.save_every, len(todo), max(deficit, math.ceil(deficit / max(rate, 0.2))))
-            chunk, todo = todo[:size], todo[size:]
-            teacher, student = engines.get()
-            params = SamplingParams(
-                temperature=cfg.sampling.temperature,
-                top_p=cfg.sampling.top_p,
-                max_new_tokens=cfg.sampling.max_new_tokens,
-                stop=list(cfg.sampling.stop),
-                repetition_penalty=cfg.sampling.repetition_penalty,
-                seed=(cfg.seed * 1_000_003 + len(done)) % 2**31,
-            )
-            prefills = [prefill_for(cfg, c, p.id, k) for p, k in chunk]
-            t_reqs = [
-                GenerationRequest(
-                    [{"role": "system", "content": system}, {"role": "user", "content": p.text}],
-                    params,
-                    prefill=pf,
-                )
-                for (p, _), pf in zip(chunk, prefills, strict=True)
-            ]
-            s_reqs = [GenerationRequest([{"role": "user", "content": p.text}], params) for p, _ in chunk]
-            if teacher is student:
-                outs = teacher.generate(t_reqs + s_reqs, progress=progress)
-                t_out, s_out = outs[: len(chunk)], outs[len(chunk) :]
-            else:
-                t_out = teacher.generate(t_reqs, progress=progress)
-                s_out = student.generate(s_reqs, progress=progress)
-            recs = []
-            for (p, k), pf, [tc], [sc] in zip(chunk, prefills, t_out, s_out, strict=True):
-                rec = judge_attempt(cfg, p, k, system, pf, tc, sc, tokenizer)
-                if rec["verdict"] == "kept":
-                    if kept >= target:
-                        rec["verdict"] = "surplus"  # generated in the last batch but not needed
-                    else:
-                        kept += 1
-                recs.append(rec)
-            # Order matters for resume: attempts first (source of truth), then pairs and rejects.
-            attempts.append(recs)
-            pairs.append(pair_row(r) for r in recs if r["verdict"] == "kept")
-            rejects.append(
-                {k: r[k] for k in ("prompt_id", "k", "verdict", "detail", "dropped_text", "prompt")}
-                for r in recs
-                if r["verdict"] not in ("kept", "surplus")
-            )
-            done.extend(recs)
-            tok_t = sum(x[0].prompt_tokens for x in t_out), sum(x[0].completion_tokens for x in t_out)
-            tok_s = sum(x[0].prompt_tokens for x in s_out), sum(x[0].completion_tokens for x in s_out)
-            log.info("distill: %d/%d pairs kept after %d attempts", kept, target, len(done))
-            tracker.record("distill", cfg.models.teacher, *tok_t)
-            tracker.record("distill", cfg.models.student, *tok_s)
+        while gen.kept < target and todo:
+            deficit = target - gen.kept
+            rate = gen.kept / len(done) if done else 1.0
+            size = min(len(todo), max(deficit, math.ceil(deficit / max(rate, 0.2))))
+            if not engines.phased:
+                size = min(size, d.save_every)
+            rnd, todo = todo[:size], todo[size:]
+            if engines.phased:
+                for chunk in _batches(rnd, d.save_every):
+                    gen.teacher_pass(chunk)
+                engines.release_teacher()
+            for chunk in _batches(rnd, d.save_every):
+                if gen.kept >= target:
+                    break
+                gen.student_pass(chunk, target)
     finally:
         engines.close()
 
@@ -319,11 +449,14 @@ def run(
         "previews": str(sd / "previews.md"),
     }
     manifest.tokens = tracker.stage_tokens("distill")
+    manifest.extra["role_tokens"] = tracker.role_tokens("distill")
     manifest.cost_usd = round(sum(v["usd"] for v in tracker.totals().get("distill", {}).values()), 6)
-    manifest.extra = {
-        "teacher": cfg.models.teacher,
-        "student": cfg.models.student,
-        "prefill": d.teacher_prefill,
-    }
+    manifest.extra.update(
+        teacher=cfg.models.teacher,
+        student=cfg.models.student,
+        prefill=d.teacher_prefill,
+        engines={r: backend_for(cfg, r).kind for r in ("teacher", "student")},
+        phased=engines.phased,
+    )
     write_manifest(sd, manifest.finish())
     return manifest

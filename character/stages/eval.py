@@ -70,7 +70,11 @@ def _side(
     comps = [o[0] for o in outs]
     if tracker is not None:
         tracker.record(
-            "eval", target.label, sum(c.prompt_tokens for c in comps), sum(c.completion_tokens for c in comps)
+            "eval",
+            target.label,
+            sum(c.prompt_tokens for c in comps),
+            sum(c.completion_tokens for c in comps),
+            role="student",
         )
     return comps
 

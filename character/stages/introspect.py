@@ -116,7 +116,7 @@ def run(
     own_backend = backend is None
     try:
         if backend is None and (refl_plan.next_chunk(1) or inter_plan.next_chunk(1)):
-            backend = make_backend(cfg, gen.model, adapters=gen.adapters)
+            backend = make_backend(cfg, gen.model, adapters=gen.adapters, role=STAGE)
         if backend is not None:
             tokens = ChunkTokens(tracker, STAGE, backend.model)
             session = _Session(cfg, backend, gen, ledger, tokens, progress)
@@ -178,7 +178,12 @@ def run(
     totals = outputs.token_totals(refl_rows, inter_rows)
     manifest.tokens = {model: totals}
     manifest.cost_usd = round(tracker.price_of(model, totals["prompt"], totals["completion"]), 6)
-    manifest.extra = {"generator": gen.describe(), "notes": gen.notes, "fingerprint": fp}
+    manifest.extra = {
+        "generator": gen.describe(),
+        "notes": gen.notes,
+        "fingerprint": fp,
+        "role_tokens": {STAGE: {model: totals}},
+    }
     write_manifest(out, manifest.finish())
     log.info("introspect done: %d rows -> %s", len(kept), layout.introspection_file(run_dir))
     return manifest

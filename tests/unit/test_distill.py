@@ -67,7 +67,7 @@ def small_cfg(**distill: object) -> RunConfig:
 def scripted(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     box = SimpleNamespace(teacher=None, student=None, made=[], fail_on_call=None)
 
-    def make(cfg, model, adapters=None):  # type: ignore[no-untyped-def]
+    def make(cfg, model, adapters=None, role=None):  # type: ignore[no-untyped-def]
         b = ScriptedBackend(model, box.teacher, box.student)
         b.fail_on_call = box.fail_on_call
         box.made.append(b)
@@ -198,7 +198,8 @@ def test_top_up_and_exact_resume(artifacts: Path, tmp_path: Path, scripted: Simp
         )
 
     scripted.teacher = teacher
-    cfg = small_cfg(k=2, pairs=6, max_chosen_refusal_rate=1.0)
+    # The scripted replies ignore the seed, so the two samples of a prompt match: no duplicate gate here.
+    cfg = small_cfg(k=2, pairs=6, max_chosen_refusal_rate=1.0, max_duplicate_rate=1.0)
     full = tmp_path / "full"
     m = distill.run(cfg, full, progress=False)
     assert m.counts["kept"] == 6 and m.counts["attempted"] > 6
