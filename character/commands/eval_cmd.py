@@ -228,8 +228,10 @@ def elo_sample(
 ) -> None:
     """Generate replies from both models on held-out prompts and judge each pair in both orders.
 
-    A win counts only when both orders agree; otherwise the match is a tie. The judge's
-    inconsistency rate is printed. Rerun with the same --output to resume.
+    A win counts only when both orders agree; readable verdicts that disagree are a tie; an unreadable
+    verdict is counted apart (never a tie). The judge's inconsistency rate is printed. A judge that is
+    one of the two models is refused (--set eval.allow_contestant_judge=true accepts it). Rerun with the
+    same --output to resume.
     """
     from character.cli import console
     from character.eval.arena import sample_matches
@@ -280,12 +282,21 @@ def elo_score(
     sets: SetOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Bradley-Terry ratings (base = 1000) with 95 % bootstrap intervals, raw and length-controlled win rates."""
+    """Bradley-Terry ratings (base = 1000) with 95 % bootstrap intervals, raw and length-controlled win rates.
+
+    Pairs with an unreadable verdict are left out and counted; more than eval.max_unparsed_share of
+    them refuses the result (exit 1).
+    """
     from character.cli import console
     from character.eval.arena import score_matches
 
     cfg = resolve_cfg(ctx, sets=sets, config=config, eval__elo_bootstrap=bootstrap)
-    res = score_matches(matches, bootstrap=cfg.eval.elo_bootstrap, l2=cfg.eval.elo_l2)
+    res = score_matches(
+        matches,
+        bootstrap=cfg.eval.elo_bootstrap,
+        l2=cfg.eval.elo_l2,
+        max_unparsed_share=cfg.eval.max_unparsed_share,
+    )
     write_json(output, res)
     console.print(dumps(res), markup=False, highlight=False)
 
@@ -308,8 +319,9 @@ def revealed_preferences(
 ) -> None:
     """Offer two hidden traits per prompt; a judge names the one the reply embodied; trait Elo before vs after.
 
-    Reports the persona's traits, its trait word and `opposites` (before, after, delta), and the traits
-    that rose and fell most.
+    Reports the persona's traits, its trait word and `opposites` (before, after, delta, each with a
+    bootstrap 95 % interval over prompts), and the traits that rose and fell most. Unreadable judge
+    answers are counted apart, never as ties; more than eval.max_unparsed_share of them refuses the result.
     """
     from character.backends.base import SamplingParams
     from character.cli import console
@@ -344,6 +356,7 @@ def revealed_preferences(
                         pairs,
                         params=params,
                         judge_params=jparams,
+                        bootstrap=e.elo_bootstrap,
                         progress=not no_progress,
                     )
                 )
@@ -351,7 +364,17 @@ def revealed_preferences(
                 gen.close()
     finally:
         judge_gen.close()
-    res = rv.compare_sides(sides[0], sides[1], c, vocab)
+    # The rows are kept even when the result is refused: they show what the judge could not answer.
+    write_json(output, {"rows": {"before": sides[0].rows, "after": sides[1].rows}})
+    res = rv.compare_sides(
+        sides[0],
+        sides[1],
+        c,
+        vocab,
+        bootstrap=e.elo_bootstrap,
+        seed=e.seed,
+        max_unparsed_share=e.max_unparsed_share,
+    )
     write_json(output, {**res, "rows": {"before": sides[0].rows, "after": sides[1].rows}})
     res.pop("delta")
     console.print(dumps(res), markup=False, highlight=False)
