@@ -27,13 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from character import layout, registry
-from character.atomic import atomic_dir, atomic_write_text
+from character.atomic import atomic_write_text
 from character.config import RunConfig
 from character.config_layers import config_hash
 from character.cost import CostTracker
 from character.errors import DataError, VerificationError
 from character.manifest import MANIFEST, Manifest, write_manifest
 from character.records import read_jsonl
+from character.training import distributed
+from character.training.common import save_trained_adapter
 
 log = logging.getLogger(__name__)
 
@@ -66,23 +68,39 @@ def _quiet_libraries(progress: bool) -> None:
 
 
 def _abort(sd: Path, trainer: Any, tokenizer: Any, reason: str) -> Path:
-    """Keep the failed adapter for inspection under aborted/, never where a later stage would look."""
-    dest = sd / "aborted"
-    with atomic_dir(dest) as tmp:
-        trainer.model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "REASON.txt").write_text(reason + "\n")
+    """Keep the failed adapter for inspection under aborted/, never where a later stage would look.
+
+    Every process calls this (saving gathers sharded weights); only the main one writes.
+    """
+    dest = save_trained_adapter(trainer, tokenizer, sd / "aborted", check=False)
+    distributed.on_main(lambda: atomic_write_text(dest / "REASON.txt", reason + "\n"))
     return dest
 
 
-def _clear_outputs(sd: Path) -> None:
-    """A new training run replaces everything a previous one in this directory left behind."""
+def _clear_outputs(sd: Path, *, keep_training: bool = False) -> None:
+    """A new training run replaces everything a previous one in this directory left behind.
+
+    A resumed run keeps its checkpoints (trainer/) and the metrics logged up to them.
+    """
     (sd / MANIFEST).unlink(missing_ok=True)
     for name in ("adapter", "merged", "aborted", ".adapter.unverified", "trainer"):
-        if (sd / name).exists():
+        if (sd / name).exists() and not (keep_training and name == "trainer"):
             shutil.rmtree(sd / name)
     for name in ("metrics.jsonl", "verify.json"):
-        (sd / name).unlink(missing_ok=True)
+        if not (keep_training and name == "metrics.jsonl"):
+            (sd / name).unlink(missing_ok=True)
+
+
+def _prepare(cfg: RunConfig, sd: Path, src: Path) -> str | None:
+    """Main process: clear the last run's outputs, or keep its checkpoints when resuming. The checkpoint
+    to resume from (or None)."""
+    from character.training import resume
+
+    fp = resume.fingerprint(cfg, "dpo", src, cfg.models.student)
+    ckpt = resume.prepare(sd / "trainer", sd / "metrics.jsonl", fp, resume=cfg.train.resume)
+    _clear_outputs(sd, keep_training=ckpt is not None)
+    resume.write_fingerprint(sd / "trainer", fp)
+    return str(ckpt) if ckpt else None
 
 
 def run(
@@ -93,13 +111,22 @@ def run(
     tracker: CostTracker | None = None,
     dataset: Path | None = None,
 ) -> Manifest:
-    """Train, verify, merge and register the DPO adapter. Raises TrainingAborted / VerificationError."""
+    """Train, verify, merge and register the DPO adapter. Raises TrainingAborted / VerificationError.
+
+    With train.num_processes > 1 (or an accelerate config) the stage reruns itself under `accelerate
+    launch`; inside a launch only the main process writes, verifies, merges and registers.
+    """
+    from character.training import launch
+
+    if launch.wanted(cfg):
+        return launch.run_stage("dpo", cfg, run_dir, progress=progress, dataset=dataset)
     import torch
 
     from character.models import load_tokenizer
-    from character.training.dpo import build_trainer, drop_long_prompts, merge_adapter, trl_pair
-    from character.training.verify import verify_dpo_adapter, write_report
+    from character.training.dpo import build_trainer, drop_long_prompts, trl_pair
+    from character.training.resume import read_metrics
 
+    progress = progress and distributed.is_main()
     _quiet_libraries(progress)
     manifest = Manifest(stage="dpo", config_hash=config_hash(cfg), seed=cfg.seed)
     sd = layout.stage_dir(run_dir, "dpo")
@@ -108,7 +135,7 @@ def run(
         trl_pair(r, f"{src}:{i + 1}") | {"k": r.get("k"), "prompt_id": r.get("prompt_id")}
         for i, r in enumerate(read_jsonl(src))
     ]
-    _clear_outputs(sd)
+    resume_from = distributed.on_main(lambda: _prepare(cfg, sd, src))
     base_ref = cfg.models.student
     tok = load_tokenizer(base_ref)
     usable, n_long = drop_long_prompts(rows, tok, cfg.dpo.max_length)
@@ -130,9 +157,12 @@ def run(
         output_dir=sd / "trainer",
         metrics_path=sd / "metrics.jsonl",
         tokenizer=tok,
+        run_name=Path(run_dir).resolve().name,
     )
+    if resume_from:
+        health.restore(read_metrics(sd / "metrics.jsonl"))
     t0 = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from)
     train_s = time.perf_counter() - t0
     if health.reason:
         dest = _abort(sd, trainer, tok, f"health gate: {health.reason}")
@@ -140,13 +170,58 @@ def run(
         health.raise_if_aborted()
 
     claimed = {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))}
-    staging = sd / ".adapter.unverified"
-    with atomic_dir(staging) as tmp:
-        trainer.model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+    # Through trainer.save_model() (gathers ZeRO-3 shards), then checked for empty LoRA tensors.
+    staging = save_trained_adapter(trainer, tok, sd / ".adapter.unverified")
     steps = trainer.state.global_step
     last: dict[str, Any] = next((h for h in reversed(health.history) if "loss" in h), {})
     del trainer  # free the training copy before loading a fresh one
+    return distributed.on_main(
+        lambda: _publish(
+            cfg,
+            run_dir,
+            sd,
+            manifest,
+            tok=tok,
+            src=src,
+            rows=rows,
+            n_long=n_long,
+            train_rows=train_rows,
+            eval_rows=eval_rows,
+            claimed=claimed,
+            staging=staging,
+            steps=steps,
+            last=last,
+            train_s=train_s,
+            resumed_from=resume_from,
+        )
+    )
+
+
+def _publish(
+    cfg: RunConfig,
+    run_dir: Path,
+    sd: Path,
+    manifest: Manifest,
+    *,
+    tok: Any,
+    src: Path,
+    rows: list[dict[str, Any]],
+    n_long: int,
+    train_rows: list[dict[str, Any]],
+    eval_rows: list[dict[str, Any]],
+    claimed: dict[str, float],
+    staging: Path,
+    steps: int,
+    last: dict[str, Any],
+    train_s: float,
+    resumed_from: str | None,
+) -> Manifest:
+    """Main process: verify from disk, merge, register and write the manifest."""
+    from character.training.dpo import merge_adapter
+    from character.training.verify import verify_dpo_adapter, write_report
+
+    distributed.standalone_loading()
+    base_ref = cfg.models.student
 
     report, measured = verify_dpo_adapter(
         base_ref=base_ref,
@@ -161,6 +236,7 @@ def run(
         batch_size=cfg.dpo.micro_batch_size,
         tolerance=cfg.dpo.verify_tolerance,
         device_pref=cfg.backend.device,
+        world_size=distributed.world_size(),  # the trainer's evaluation was sharded the same way
     )
     write_report(sd / "verify.json", report)
     if not report.passed:
@@ -220,7 +296,13 @@ def run(
         "verify": str(sd / "verify.json"),
         "dataset": str(src),
     }
-    manifest.extra = {"checkpoint": name, "base": base_ref, "loss": cfg.dpo.loss}
+    manifest.extra = {
+        "checkpoint": name,
+        "base": base_ref,
+        "loss": cfg.dpo.loss,
+        "processes": distributed.world_size(),
+        "resumed_from": resumed_from,
+    }
     shutil.rmtree(sd / "trainer", ignore_errors=True)
     write_manifest(sd, manifest.finish())
     return manifest

@@ -222,8 +222,28 @@ def run(
     base: str | None = None,
     output: Path | None = None,
 ) -> Manifest:
-    """Merge the run's adapters (or the given ones) into `merge/model`; register `{persona}[_{suffix}]_merged`."""
+    """Merge the run's adapters (or the given ones) into `merge/model`; register `{persona}[_{suffix}]_merged`.
+
+    Under a multi-process launch only the main process merges and registers; the others wait for it.
+    """
     del tracker
+    from character.training import distributed
+
+    return distributed.on_main(
+        lambda: _merge(cfg, run_dir, progress=progress, dpo=dpo, sft=sft, base=base, output=output)
+    )
+
+
+def _merge(
+    cfg: RunConfig,
+    run_dir: Path,
+    *,
+    progress: bool,
+    dpo: str | Path | None,
+    sft: str | Path | None,
+    base: str | None,
+    output: Path | None,
+) -> Manifest:
     run_dir = Path(run_dir)
     mdir = layout.stage_dir(run_dir, "merge")
     (mdir / MANIFEST).unlink(missing_ok=True)

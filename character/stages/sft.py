@@ -31,10 +31,13 @@ from character.config_layers import config_hash
 from character.cost import CostTracker
 from character.errors import DataError, TrainingAborted, UsageError, VerificationError
 from character.manifest import MANIFEST, Manifest, write_manifest
-from character.models import load_model, load_tokenizer, resolve_model
+from character.models import load_tokenizer, resolve_model
 from character.progress import progress_bar
+from character.training import distributed
 from character.training import sft as sft_data
+from character.training.common import accumulation_steps, save_trained_adapter
 from character.training.health import HealthCallback
+from character.training.resume import CompletionMarker, read_metrics
 from character.training.sft_verify import verify_adapter
 
 log = logging.getLogger(__name__)
@@ -83,7 +86,9 @@ def _planned_steps(n_train: int, cfg: RunConfig) -> int:
     s = cfg.sft
     if s.max_steps > 0:
         return s.max_steps
-    accum = max(1, s.batch_size // s.micro_batch_size)
+    accum = accumulation_steps(
+        s.batch_size, s.micro_batch_size, distributed.world_size(), key="sft.batch_size"
+    )
     per_epoch = max(1, math.ceil(n_train / s.micro_batch_size) // accum)
     return max(1, math.ceil(per_epoch * s.epochs))
 
@@ -97,13 +102,29 @@ def _keep_aborted(src: Path, sdir: Path, reason: str) -> Path:
     return dest
 
 
-def _clear_outputs(sdir: Path) -> None:
-    """A new run replaces what an earlier one left: no stale adapter may outlive a failed rerun."""
+def _clear_outputs(sdir: Path, *, keep_training: bool = False) -> None:
+    """A new run replaces what an earlier one left: no stale adapter may outlive a failed rerun.
+
+    A resumed run keeps its checkpoints (.trainer/) and the metrics logged up to them.
+    """
     (sdir / MANIFEST).unlink(missing_ok=True)
     for name in ("adapter", "aborted", ".unverified", ".trainer"):
-        shutil.rmtree(sdir / name, ignore_errors=True)
+        if not (keep_training and name == ".trainer"):
+            shutil.rmtree(sdir / name, ignore_errors=True)
     for name in ("metrics.jsonl", "verification.json"):
-        (sdir / name).unlink(missing_ok=True)
+        if not (keep_training and name == "metrics.jsonl"):
+            (sdir / name).unlink(missing_ok=True)
+
+
+def _prepare(cfg: RunConfig, sdir: Path, data_path: Path, base_ref: str) -> str | None:
+    """Main process: clear the last run's outputs, or keep its checkpoints when resuming."""
+    from character.training import resume
+
+    fp = resume.fingerprint(cfg, "sft", data_path, base_ref)
+    ckpt = resume.prepare(sdir / ".trainer", sdir / "metrics.jsonl", fp, resume=cfg.train.resume)
+    _clear_outputs(sdir, keep_training=ckpt is not None)
+    resume.write_fingerprint(sdir / ".trainer", fp)
+    return str(ckpt) if ckpt else None
 
 
 def _quiet_libraries(progress: bool) -> None:
@@ -124,11 +145,19 @@ def run(
     dataset: Path | None = None,
     model: str | None = None,
 ) -> Manifest:
-    """Train, save, verify and register the SFT adapter. `dataset`/`model` override the run-dir inputs."""
+    """Train, save, verify and register the SFT adapter. `dataset`/`model` override the run-dir inputs.
+
+    With train.num_processes > 1 (or an accelerate config) the stage reruns itself under `accelerate
+    launch`; inside a launch only the main process writes, verifies and registers.
+    """
     del tracker  # training spends no API tokens
+    from character.training import launch
+
+    if launch.wanted(cfg):
+        return launch.run_stage("sft", cfg, run_dir, progress=progress, dataset=dataset, model=model)
+    progress = progress and distributed.is_main()
     run_dir = Path(run_dir)
     sdir = layout.stage_dir(run_dir, "sft")
-    _clear_outputs(sdir)  # a rerun is unfinished until it writes a new manifest
     manifest = Manifest(stage="sft", config_hash=config_hash(cfg), seed=cfg.seed)
 
     data_path = Path(dataset) if dataset else layout.introspection_file(run_dir)
@@ -137,6 +166,8 @@ def run(
             f"SFT data {data_path} does not exist: run `character generate introspection` first or pass --dataset"
         )
     base_ref = model or base_model_ref(cfg, run_dir)
+    # A rerun is unfinished until it writes a new manifest; a resumed one keeps its checkpoints.
+    resume_from = distributed.on_main(lambda: _prepare(cfg, sdir, data_path, base_ref))
     base_path = resolve_model(base_ref)
     tok = load_tokenizer(base_ref)
 
@@ -158,42 +189,97 @@ def run(
     metrics_path = sdir / "metrics.jsonl"
     _quiet_libraries(progress)
     health = HealthCallback(cfg.sft.health, metrics_path, kind="sft")
+    if resume_from:
+        health.restore(read_metrics(metrics_path))
     scratch = sdir / ".trainer"
-    policy = load_model(base_ref, cfg.backend.device)
+    unverified = sdir / ".unverified"
+    with progress_bar("sft", _planned_steps(len(train), cfg), enabled=progress) as bar:
+        trainer = sft_data.build_trainer(
+            cfg,
+            base_ref,
+            tok,
+            train,
+            held,
+            output_dir=scratch,
+            callbacks=[health, _ProgressCallback(bar), CompletionMarker()],
+            run_name=run_dir.resolve().name,
+        )
+        result = trainer.train(resume_from_checkpoint=resume_from)
+    # Through trainer.save_model() (gathers ZeRO-3 shards); a healthy run's adapter is checked non-empty.
+    save_trained_adapter(trainer, tok, unverified, check=not health.reason)
+    if health.reason:
+        distributed.on_main(lambda: _discard(unverified, scratch, sdir, f"health gate: {health.reason}"))
+        health.raise_if_aborted()
+    claimed = float(trainer.evaluate(eval_dataset=sft_data.to_dataset(held))["eval_loss"])
+    del trainer
+    return distributed.on_main(
+        lambda: _publish(
+            cfg,
+            run_dir,
+            sdir,
+            manifest,
+            held=held,
+            claimed=claimed,
+            unverified=unverified,
+            scratch=scratch,
+            base_ref=base_ref,
+            base_path=base_path,
+            health=health,
+            result=result,
+            data_path=data_path,
+            model=model,
+            pad_id=tok.pad_token_id,
+            resumed_from=resume_from,
+        )
+    )
+
+
+def _discard(unverified: Path, scratch: Path, sdir: Path, reason: str) -> None:
+    """Keep a failed adapter under aborted/ with its reason; drop its checkpoints (a resume would fail again)."""
+    _keep_aborted(unverified, sdir, reason)
+    shutil.rmtree(unverified, ignore_errors=True)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _publish(
+    cfg: RunConfig,
+    run_dir: Path,
+    sdir: Path,
+    manifest: Manifest,
+    *,
+    held: list[Any],
+    claimed: float,
+    unverified: Path,
+    scratch: Path,
+    base_ref: str,
+    base_path: str,
+    health: HealthCallback,
+    result: Any,
+    data_path: Path,
+    model: str | None,
+    pad_id: int,
+    resumed_from: str | None,
+) -> Manifest:
+    """Main process: verify from disk, register and write the manifest."""
+    distributed.standalone_loading()
+    metrics_path = sdir / "metrics.jsonl"
     try:
-        with progress_bar("sft", _planned_steps(len(train), cfg), enabled=progress) as bar:
-            trainer = sft_data.build_trainer(
-                cfg, policy, tok, train, held, output_dir=scratch, callbacks=[health, _ProgressCallback(bar)]
-            )
-            result = trainer.train()
-        unverified = sdir / ".unverified"
-        with atomic_dir(unverified) as tmp:
-            trainer.model.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-        if health.reason:
-            _keep_aborted(unverified, sdir, f"health gate: {health.reason}")
-            shutil.rmtree(unverified, ignore_errors=True)
-            health.raise_if_aborted()
-        claimed = float(trainer.evaluate(eval_dataset=sft_data.to_dataset(held))["eval_loss"])
-        del trainer, policy
-        try:
-            report = verify_adapter(
-                base_ref,
-                unverified,
-                held,
-                claimed_loss=claimed,
-                tolerance=cfg.sft.verify_tolerance,
-                batch_size=cfg.sft.micro_batch_size,
-                device_pref=cfg.backend.device,
-                pad_id=tok.pad_token_id,
-                report_path=sdir / "verification.json",
-            )
-        except VerificationError as e:
-            _keep_aborted(unverified, sdir, f"verification: {e}")
-            shutil.rmtree(unverified, ignore_errors=True)
-            raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        report = verify_adapter(
+            base_ref,
+            unverified,
+            held,
+            claimed_loss=claimed,
+            tolerance=cfg.sft.verify_tolerance,
+            batch_size=cfg.sft.micro_batch_size,
+            device_pref=cfg.backend.device,
+            pad_id=pad_id,
+            report_path=sdir / "verification.json",
+            world_size=distributed.world_size(),  # the trainer's evaluation was sharded the same way
+        )
+    except VerificationError as e:
+        _discard(unverified, scratch, sdir, f"verification: {e}")
+        raise
+    shutil.rmtree(scratch, ignore_errors=True)
 
     final = layout.sft_adapter(run_dir)
     os.replace(unverified, final)
@@ -220,6 +306,8 @@ def run(
             "dataset_sha256": file_sha256(data_path),
             "adapter_sha256": file_sha256(final / "adapter_model.safetensors"),
             "loss_mask": "every assistant turn (content + end-of-turn token); system and user turns masked",
+            "processes": distributed.world_size(),
+            "resumed_from": resumed_from,
         }
     )
     name = registry.checkpoint_name(cfg.persona, "sft", cfg.name_suffix or None)

@@ -20,8 +20,15 @@ from typing import Any
 from character.chat import encode
 from character.config import RunConfig
 from character.records import validate_messages
-from character.training.common import lora_config, stage_training_kwargs
+from character.training import tracking
+from character.training.common import (
+    load_training_model,
+    lora_config,
+    one_process_one_device,
+    stage_training_kwargs,
+)
 from character.training.health import HealthCallback, training_args_guard
+from character.training.resume import CompletionMarker
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +68,12 @@ def drop_long_prompts(
     return kept, len(rows) - len(kept)
 
 
-def dpo_args(cfg: RunConfig, output_dir: Path) -> Any:
+def dpo_args(cfg: RunConfig, output_dir: Path, run_name: str = "") -> Any:
     from trl import DPOConfig
 
     d = cfg.dpo
     loss_type, loss_weights = loss_spec(cfg)
-    kwargs = stage_training_kwargs(cfg, cfg.dpo, str(output_dir))
+    kwargs = stage_training_kwargs(cfg, cfg.dpo, str(output_dir), run_name=run_name)
     args = DPOConfig(
         **kwargs,
         beta=d.beta,
@@ -79,20 +86,13 @@ def dpo_args(cfg: RunConfig, output_dir: Path) -> Any:
         dataset_num_proc=None,
     )
     training_args_guard(args)
+    one_process_one_device(args)
     return args
 
 
-def load_policy_base(model_ref: str, device_pref: str) -> Any:
-    """The base model, fresh from disk, in training precision (fp32 on CPU, bf16 on CUDA)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from character.models import dtype_for, pick_device, resolve_model
-
-    dev = pick_device(device_pref)
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(model_ref), dtype=dtype_for(dev))
-    torch.set_grad_enabled(True)
-    return model
+def load_policy_base(model_ref: str, cfg: RunConfig) -> Any:
+    """The base model, fresh from disk, in training form (fp32 on CPU, bf16 on CUDA, 4/8-bit for QLoRA)."""
+    return load_training_model(model_ref, cfg.lora, cfg.backend.device)
 
 
 def build_trainer(
@@ -104,16 +104,23 @@ def build_trainer(
     output_dir: Path,
     metrics_path: Path,
     tokenizer: Any = None,
+    run_name: str = "",
 ) -> tuple[Any, HealthCallback]:
-    """A DPOTrainer with a fresh LoRA on `model_ref`, the reference being the same model with the adapter off."""
+    """A DPOTrainer with a fresh LoRA on `model_ref`, the reference being the same model with the adapter off.
+
+    Checkpoints go to `output_dir` (each marked COMPLETE when whole); trackers per `train.report_to`
+    write next to `metrics_path`.
+    """
     import datasets
     from trl import DPOTrainer
 
     from character.models import load_tokenizer
 
     tok = tokenizer or load_tokenizer(model_ref)
-    model = load_policy_base(model_ref, cfg.backend.device)
-    args = dpo_args(cfg, output_dir)
+    # Arguments before the model: under ZeRO-3 they switch on partitioned loading (zero.Init).
+    args = dpo_args(cfg, output_dir, run_name)
+    tracking.configure(cfg.train, metrics_path.parent)
+    model = load_policy_base(model_ref, cfg)
     health = HealthCallback(cfg.dpo.health, metrics_path, kind="dpo")
     train_ds = datasets.Dataset.from_list([trl_pair(r) for r in train_rows])
     eval_ds = datasets.Dataset.from_list([trl_pair(r) for r in eval_rows]) if eval_rows else None
@@ -125,8 +132,9 @@ def build_trainer(
         eval_dataset=eval_ds,
         processing_class=tok,
         peft_config=lora_config(cfg.lora),
-        callbacks=[health],
+        callbacks=[health, CompletionMarker()],
     )
+    tracking.point(trainer, metrics_path.parent)
     trained: Any = trainer.model
     trainable = sum(int(p.numel()) for p in trained.parameters() if p.requires_grad)
     if trainable == 0:  # trl#1311: a loss stuck at log 2 with zero margins

@@ -48,10 +48,11 @@ class HealthCallback(TrainerCallback):
         if not logs:
             return
         row = {"step": state.global_step, **{k: _jsonable(v) for k, v in logs.items()}}
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        if state.is_world_process_zero:  # logs are already reduced across processes: write them once
+            with open(self.metrics_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
         if "loss" not in logs and not any(k.startswith("rewards/") for k in logs):
             return  # eval or summary logs: recorded, not judged
         self.history.append(row)
@@ -59,6 +60,14 @@ class HealthCallback(TrainerCallback):
         if reason and self.reason is None:
             self.reason = f"step {state.global_step}: {reason}"
             control.should_training_stop = True
+
+    def restore(self, rows: list[dict[str, Any]]) -> None:
+        """Continue from a resumed run's logged rows (up to its checkpoint): the gates' history goes on."""
+        for row in rows:
+            if "loss" not in row and not any(k.startswith("rewards/") for k in row):
+                continue
+            self.history.append(row)
+            self.check(row)  # replays the rules' running state (flat counter, ...); these steps passed
 
     # -- rules ------------------------------------------------------------------------------------
     def check(self, row: dict[str, Any]) -> str | None:

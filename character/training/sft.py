@@ -217,15 +217,15 @@ def to_dataset(examples: list[SFTExample]) -> Any:
     )
 
 
-def sft_args(cfg: Any, output_dir: Path) -> Any:
+def sft_args(cfg: Any, output_dir: Path, run_name: str = "") -> Any:
     """TRL SFTConfig from the shared trainer arguments plus what SFT needs."""
     from trl import SFTConfig
 
-    from character.training.common import stage_training_kwargs
+    from character.training.common import one_process_one_device, stage_training_kwargs
     from character.training.health import training_args_guard
 
     s = cfg.sft
-    kwargs = stage_training_kwargs(cfg, cfg.sft, str(output_dir))
+    kwargs = stage_training_kwargs(cfg, cfg.sft, str(output_dir), run_name=run_name)
     args = SFTConfig(
         **kwargs,
         max_length=s.max_length,  # rows are already cut to fit (whole turns); TRL's own cut is a no-op
@@ -234,6 +234,7 @@ def sft_args(cfg: Any, output_dir: Path) -> Any:
         dataset_num_proc=None,
     )
     training_args_guard(args)
+    one_process_one_device(args)
     return args
 
 
@@ -246,22 +247,31 @@ def build_trainer(
     *,
     output_dir: Path,
     callbacks: list[Any],
+    run_name: str = "",
 ) -> Any:
-    """An SFTTrainer with a fresh LoRA on `model`, fed pre-tokenised rows whose labels mask non-assistant tokens."""
+    """An SFTTrainer with a fresh LoRA on `model` (a loaded model, or a reference loaded here in training
+    form, QLoRA included), fed pre-tokenised rows whose labels mask non-assistant tokens."""
     from trl import SFTTrainer
 
     from character.errors import ConfigError
-    from character.training.common import lora_config
+    from character.training import tracking
+    from character.training.common import load_training_model, lora_config
 
+    # Arguments before the model: under ZeRO-3 they switch on partitioned loading (zero.Init).
+    args = sft_args(cfg, output_dir, run_name)
+    tracking.configure(cfg.train, Path(output_dir).parent)
+    if isinstance(model, str):
+        model = load_training_model(model, cfg.lora, cfg.backend.device)
     trainer = SFTTrainer(
         model=model,
-        args=sft_args(cfg, output_dir),
+        args=args,
         train_dataset=to_dataset(train),
         eval_dataset=to_dataset(held) if held else None,
         processing_class=tokenizer,
         peft_config=lora_config(cfg.lora),
         callbacks=callbacks,
     )
+    tracking.point(trainer, Path(output_dir).parent)
     model_in_training: Any = trainer.model
     trainable = sum(int(p.numel()) for p in model_in_training.parameters() if p.requires_grad)
     if trainable == 0:

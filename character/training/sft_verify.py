@@ -24,17 +24,28 @@ from character.training.sft import IGNORE, SFTExample
 log = logging.getLogger(__name__)
 
 
-def heldout_loss(model: Any, examples: list[SFTExample], *, batch_size: int, pad_id: int) -> dict[str, float]:
-    """Masked next-token NLL on `examples`, batched like the trainer's evaluation loop."""
+def heldout_loss(
+    model: Any, examples: list[SFTExample], *, batch_size: int, pad_id: int, world_size: int = 1
+) -> dict[str, float]:
+    """Masked next-token NLL on `examples`, batched like the trainer's evaluation loop.
+
+    With `world_size` processes the batches are those accelerate deals out (topped up from the start,
+    `distributed.eval_batches`); the trainer keeps only the first len(examples) per-row losses.
+    """
     import torch
     import torch.nn.functional as F
 
+    from character.training.distributed import eval_batches
+
     device = next(model.parameters()).device
     weighted, rows, nll_sum, n_tokens = 0.0, 0, 0.0, 0
+    seen = 0
     model.eval()
     with torch.inference_mode():
-        for i in range(0, len(examples), batch_size):
-            batch = examples[i : i + batch_size]
+        for index in eval_batches(len(examples), batch_size, world_size):
+            batch = [examples[i] for i in index]
+            weight = max(0, min(len(batch), len(examples) - seen))
+            seen += len(batch)
             width = max(len(e.input_ids) for e in batch)
             ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
@@ -52,10 +63,13 @@ def heldout_loss(model: Any, examples: list[SFTExample], *, batch_size: int, pad
             count = int((shift_labels != IGNORE).sum())
             if count == 0:
                 continue
-            weighted += float(nll) / count * len(batch)
-            rows += len(batch)
-            nll_sum += float(nll)
-            n_tokens += count
+            if weight == 0:
+                continue  # a top-up batch: the trainer drops its rows
+            weighted += float(nll) / count * weight
+            rows += weight
+            if weight == len(batch):  # per-token figures count each real row once
+                nll_sum += float(nll)
+                n_tokens += count
     if n_tokens == 0:
         raise VerificationError("the held-out rows have no target tokens; nothing to verify against")
     return {"batch_mean": weighted / rows, "token_mean": nll_sum / n_tokens, "tokens": float(n_tokens)}
@@ -72,6 +86,7 @@ def verify_adapter(
     device_pref: str,
     pad_id: int,
     report_path: Path | None = None,
+    world_size: int = 1,
 ) -> dict[str, Any]:
     """Reload `adapter_dir` on a fresh `base_ref` and compare its held-out loss with `claimed_loss`.
 
@@ -87,9 +102,9 @@ def verify_adapter(
         raise VerificationError(
             f"the adapter in {adapter_dir} is a no-op (every lora_B is zero): training never changed it"
         )
-    measured = heldout_loss(model, held, batch_size=batch_size, pad_id=pad_id)
+    measured = heldout_loss(model, held, batch_size=batch_size, pad_id=pad_id, world_size=world_size)
     with model.disable_adapter():
-        before = heldout_loss(model, held, batch_size=batch_size, pad_id=pad_id)
+        before = heldout_loss(model, held, batch_size=batch_size, pad_id=pad_id, world_size=world_size)
     report = compare_metrics(
         {"eval_loss": claimed_loss},
         {"eval_loss": measured["batch_mean"]},

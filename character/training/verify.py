@@ -181,22 +181,32 @@ def dpo_heldout_metrics(
     nll_weight: float,
     max_length: int,
     batch_size: int,
+    world_size: int = 1,
 ) -> dict[str, float]:
     """Held-out DPO metrics of a PEFT model: policy = adapter on, reference = adapter off.
 
-    Batched as TRL's evaluation batches them (sequential, `batch_size` pairs): `eval_loss` is the
-    sample-weighted mean of batch losses, reward accuracy and margins the mean of batch means, so a
-    healthy checkpoint reproduces the trainer's numbers to float precision.
+    Batched as TRL's evaluation batches them (sequential, `batch_size` pairs; with `world_size`
+    processes, sharded and topped up as accelerate does: `distributed.eval_batches`): `eval_loss` is
+    the sample-weighted mean of batch losses, reward accuracy and margins the mean over evaluation
+    steps of each step's mean, so a healthy checkpoint reproduces the trainer's numbers to float
+    precision.
     """
     import torch
     import torch.nn.functional as F
 
+    from character.training.distributed import eval_batches
+
     if not rows:
         raise VerificationError("no held-out pairs to verify against: raise dpo.eval_fraction")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    losses, accs, margins, sizes = [], [], [], []
-    for start in range(0, len(rows), batch_size):
-        batch = [tokenize_pair(tokenizer, r) for r in rows[start : start + batch_size]]
+    losses, sizes = [], []
+    step_acc: list[Any] = []  # per-sample accuracy / margin tensors of the current step
+    step_margin: list[Any] = []
+    accs, margins = [], []
+    batches = eval_batches(len(rows), batch_size, world_size)
+    seen = 0
+    for b, index in enumerate(batches):
+        batch = [tokenize_pair(tokenizer, rows[i]) for i in index]
         seqs = [(p, c) for p, c, _ in batch] + [(p, r) for p, _, r in batch]
         pol_tok, mask = sequence_logps(model, seqs, pad, max_length)
         with model.disable_adapter():
@@ -216,9 +226,15 @@ def dpo_heldout_metrics(
             total = total + nll_weight * (-pol_tok[:n][chosen_mask].mean())
         cr, rr = beta * chosen_lr, beta * rejected_lr
         losses.append(float(total))
-        accs.append(float((cr > rr).float().mean()))
-        margins.append(float((cr - rr).mean()))
-        sizes.append(n)
+        # The trainer gathers per-row losses and drops the top-up rows; rewards keep them (gather).
+        sizes.append(max(0, min(n, len(rows) - seen)))
+        seen += n
+        step_acc.append((cr > rr).float())
+        step_margin.append(cr - rr)
+        if (b + 1) % max(1, world_size) == 0 or b == len(batches) - 1:
+            accs.append(float(torch.cat(step_acc).mean()))
+            margins.append(float(torch.cat(step_margin).mean()))
+            step_acc, step_margin = [], []
     return {
         "eval_loss": float(sum(x * s for x, s in zip(losses, sizes, strict=True)) / sum(sizes)),
         "eval_rewards/accuracies": float(torch.tensor(accs).mean()),
@@ -243,6 +259,7 @@ def verify_dpo_adapter(
     batch_size: int,
     tolerance: float,
     device_pref: str = "auto",
+    world_size: int = 1,
 ) -> tuple[VerificationReport, dict[str, float]]:
     """Load `adapter_dir` into a fresh base, recompute held-out metrics, compare with `claimed`."""
     model = load_adapter_fresh(base_ref, adapter_dir, device_pref)
@@ -255,6 +272,7 @@ def verify_dpo_adapter(
         nll_weight=nll_weight,
         max_length=max_length,
         batch_size=batch_size,
+        world_size=world_size,
     )
     report = compare_metrics(
         claimed,

@@ -1,0 +1,5 @@
+"""`python -m character ...` is the `character` command (and `accelerate launch -m character ...` works)."""
+
+from character.cli import main
+
+main()
