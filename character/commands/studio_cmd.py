@@ -60,6 +60,9 @@ def studio(
         raise UsageError(
             f"--host {host} --port {port}: cannot bind ({e.strerror}); choose another --port"
         ) from e
+    # Listening now means a client that reads the printed URL and connects at once waits in the
+    # backlog while the app loads, instead of being refused.
+    sock.listen(128)
     port = sock.getsockname()[1]
     app = create_app(
         token=tok,
