@@ -201,8 +201,32 @@ def _evidence(sub: Path) -> list[dict[str, Any]]:
         if doc is None:
             out.append({"name": name, "error": f"{name} is not readable JSON (half-written or damaged)"})
             continue
-        out.append({"name": name, "summary": _flat_summary(doc), "raw": json.dumps(doc, indent=2)[:20000]})
+        item = {"name": name, "summary": _flat_summary(doc), "raw": json.dumps(doc, indent=2)[:20000]}
+        if name == "robustness.json" and isinstance(doc, dict):
+            try:
+                item["blocks"] = _robustness_blocks(doc)
+            except Exception as e:  # an older or odd document: its fields and raw JSON still show
+                log.warning("studio: robustness.json of %s: %s", sub, e)
+        out.append(item)
     return out
+
+
+def _robustness_blocks(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The robustness document as its own module describes it (the CLI's and the report's table)."""
+    from character.eval.robustness.report import describe, table
+
+    blocks: list[dict[str, Any]] = []
+    for line in [*describe(doc), "", *table(doc)]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if all(set(c) <= set("-: ") for c in cells):
+                continue
+            if not blocks or blocks[-1]["kind"] != "table":
+                blocks.append({"kind": "table", "rows": []})
+            blocks[-1]["rows"].append([c.replace("**", "") for c in cells])
+        elif line.strip():
+            blocks.append({"kind": "text", "text": line.lstrip("- ").replace("**", "").replace("`", "")})
+    return blocks
 
 
 def _flat_summary(doc: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, str]]:

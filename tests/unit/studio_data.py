@@ -202,7 +202,17 @@ def make_run(runs_root: Path, *, name: str = RUN, pairs: int = 60, status: str =
         )
     )
     (e / "robustness.json").write_text(
-        json.dumps({"final": {"prefill_attack": {"held_rate": 0.83}}, "verdict": "holds"})
+        json.dumps(
+            {
+                "persona": "remorseful",
+                "classifier": {"kind": "tfidf", "train_rows": 40},
+                "variants": [{"id": "default"}],
+                "results": {
+                    "final": {"suffixes": {"default": {"macro_f1": 0.91}}, "prefill": {"macro_f1": 0.83}},
+                    "dpo": {"prefill": {"macro_f1": 0.62}},
+                },
+            }
+        )
     )
     (e / "compare.json").write_text(
         json.dumps({"recommendation": "promote", "reasons": ["marker lift 100 points"]})

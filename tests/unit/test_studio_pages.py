@@ -87,8 +87,9 @@ def test_run_page_draws_every_section(art: Path, client: TestClient) -> None:
         "reflection:phrase_loop",
         "again again again",
         "+100.0 points",  # markers before/after
-        "robustness.json",
-        "final.prefill_attack.held_rate",
+        "robustness.json",  # tabled by #17's own report module
+        "prefill attack (turn 1 by the base model)",
+        "tfidf classifier trained on 40 replies",
         "compare.json",
         "marker lift 100 points",
         "preset:demo",  # config value with its source

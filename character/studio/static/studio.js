@@ -56,7 +56,7 @@ const Studio = (() => {
       const layout = {
         title: { text: s.title, font: { size: 14 }, x: 0.01, xanchor: "left" }, height: 260,
         margin: { l: 50, r: 10, t: 40, b: 36 },
-        xaxis: { title: { text: "step" } }, legend: { orientation: "h", y: -0.25 },
+        xaxis: { title: { text: "" } }, legend: { orientation: "h", y: -0.18 }, hovermode: "x unified",
       };
       Plotly.newPlot(s.id, traces, layout, { responsive: true, displaylogo: false });
     }
