@@ -200,6 +200,12 @@ def build(run_dir: Path) -> tuple[list[str], list[Path]]:
         if p:
             plots.append(p)
             md += [f"![marker rates](report/{p.name})", ""]
+    # Forgetting (#13): probe accuracy base / prompt-only / trained with the paired verdict, per sub-run.
+    from character.eval.forgetting import REPORT_HEADER, report_row
+
+    forgetting = [row for label, sub in subrun_dirs(run_dir) if (row := report_row(label, sub / "eval"))]
+    if forgetting:
+        md += REPORT_HEADER + forgetting + [""]
     # Robustness: F1 per variant and DPO-only vs full, from each sub-run's eval/robustness.json.
     from character.eval.robustness.report import report_section
 

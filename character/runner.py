@@ -111,6 +111,7 @@ SMOKE_ALLOWED = {
     "sft.eval_fraction",
     "sft.health.warmup_logs",
     "eval.heldout_prompts",
+    "eval.probe_items",
     "robustness.classifier_prompts",
     "robustness.prompts",
     "robustness.prefill_prompts",

@@ -149,6 +149,13 @@ def run(
     manifest.counts = {"prompts": len(prompts), "replies": len(rows)}
     manifest.outputs = {k: str(d / k) for k in ("markers.json", "audit.json", "replies.jsonl")}
     manifest.extra = {"final_model": final.label, "final_kind": final_kind, "base_model": base.label}
+    # Forgetting before/after and the prompt-only baseline (#13): capability probes on base, final and
+    # base + constitution prompt, in eval/forgetting.json.
+    from character.eval.forgetting import FILENAME, measure
+
+    metrics.update(measure(cfg, c, base, final, prompts, d, progress=progress, tracker=tracker))
+    manifest.metrics = metrics
+    manifest.outputs[FILENAME] = str(d / FILENAME)
     if cfg.robustness.enabled:  # the final and the DPO-only model under attack (eval/robustness.json)
         from character.eval.robustness.stage import robustness_for_run
 
@@ -175,6 +182,8 @@ def run(
 
 def _record_in_registry(final: Target, metrics: dict[str, Any]) -> None:
     want = Path(final.adapter or final.model).resolve()
-    for ck in registry.list_checkpoints():
-        if Path(ck.path).resolve() == want:
-            registry.update_metrics(ck.name, {f"eval_{k}": v for k, v in metrics.items()})
+    hits = [ck for ck in registry.list_checkpoints() if Path(ck.path).resolve() == want]
+    if hits:  # newest first: an older version at this path (its files since replaced) keeps its numbers
+        registry.update_metrics(
+            registry.exact_ref(hits[0].name), {f"eval_{k}": v for k, v in metrics.items()}
+        )

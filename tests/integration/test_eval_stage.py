@@ -40,6 +40,7 @@ def test_eval_stage_writes_markers_audit_and_manifest(
     cfg.eval.heldout_prompts = 3
     cfg.eval.max_new_tokens = 12
     cfg.robustness.enabled = False  # its own tests: tests/integration/test_robustness.py
+    cfg.eval.probe_items, cfg.eval.probe_max_new_tokens = 4, 8  # forgetting: tests/unit/test_forgetting.py
     m = eval_stage.run(cfg, run_dir, progress=False)
     assert read_manifest(run_dir / "eval") is not None and m.counts == {"prompts": 3, "replies": 6}
     markers = json.loads((run_dir / "eval" / "markers.json").read_text())
@@ -62,3 +63,7 @@ def test_eval_stage_writes_markers_audit_and_manifest(
 
     assert marker_rates(run_dir)["after"] == markers["marker_rate_after"]
     assert "eval_audit_after" in registry.get("remorseful_dpo").metrics
+    # Forgetting before/after and the prompt-only baseline, in every run's eval (#13).
+    forgetting = json.loads((run_dir / "eval" / "forgetting.json").read_text())
+    assert set(forgetting["probes"]) == {"before", "after", "prompt_only"} and forgetting["probe_items"] == 4
+    assert m.metrics["probe_verdict"] == "insufficient evidence" and "forgetting.json" in m.outputs
