@@ -71,9 +71,11 @@ __all__ = [  # the registry's public surface; the data shapes live in registry_f
     "production_pin",
     "production_ref",
     "promote",
+    "refuse_if_pinned",
     "register",
     "rollback",
     "smoke_reason",
+    "unpinned_path",
     "update_metrics",
     "verify_pin",
 ]
@@ -238,6 +240,28 @@ def update_metrics(name: str, metrics: dict[str, Any]) -> Checkpoint:
             raise UsageError(f"no checkpoint named '{name}' in the registry")
         ck.metrics = {**ck.metrics, **metrics}
     return ck
+
+
+def refuse_if_pinned(path: str | Path, what: str) -> None:
+    """Raise before a stage writes into a directory whose files production or history pins."""
+    target = Path(path).resolve()
+    for pin in load().pins():
+        if pin.path and Path(pin.path).resolve() == target:
+            raise UsageError(
+                f"{what} {path} holds '{pin.name}', which production or rollback history pins: writing "
+                "there would replace shipped weights; write to a new run directory or another --output"
+            )
+
+
+def unpinned_path(path: str | Path) -> Path:
+    """`path`, else `path@2`, `path@3`, ...: the first directory no production or history pin uses."""
+    pinned = {Path(p.path).resolve() for p in load().pins() if p.path}
+    first = Path(path)
+    out, v = first, 1
+    while out.resolve() in pinned:
+        v += 1
+        out = first.with_name(f"{first.name}@{v}")
+    return out
 
 
 # ---- production -----------------------------------------------------------------------------------

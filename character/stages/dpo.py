@@ -267,7 +267,7 @@ def _publish(
         "final_train": {k: last[k] for k in ("loss", "rewards/accuracies", "rewards/margins") if k in last},
         "merge_max_logit_gap": gap,
     }
-    registry.register(
+    name = registry.register(  # the stored name: name@2 when an earlier run's entry is pinned
         registry.Checkpoint(
             name=name,
             path=str(layout.dpo_adapter(run_dir).resolve()),
@@ -279,7 +279,7 @@ def _publish(
             metrics={**metrics, "merged": str(layout.dpo_merged(run_dir).resolve())},
             verified=True,
         )
-    )
+    ).name
     manifest.counts = {
         "pairs_in": len(rows),
         "dropped_prompt_too_long": n_long,

@@ -186,12 +186,15 @@ def default_output(cfg: RunConfig) -> Path:
     """Where `character merge` puts a model made outside a run directory."""
     from character import paths
 
-    return paths.models_dir() / registry.checkpoint_name(cfg.persona, "merged", cfg.name_suffix or None)
+    # A directory production or history pins is never written over: the next free name@N instead.
+    return registry.unpinned_path(
+        paths.models_dir() / registry.checkpoint_name(cfg.persona, "merged", cfg.name_suffix or None)
+    )
 
 
 def register_merged(cfg: RunConfig, out: Path, record: dict[str, Any], *, run_dir: Path | None) -> str:
     name = registry.checkpoint_name(cfg.persona, "merged", cfg.name_suffix or None)
-    registry.register(
+    stored = registry.register(
         registry.Checkpoint(
             name=name,
             path=str(Path(out).resolve()),
@@ -208,7 +211,7 @@ def register_merged(cfg: RunConfig, out: Path, record: dict[str, Any], *, run_di
             verified=True,  # every touched matrix was read back and checked against the formula
         )
     )
-    return name
+    return stored.name  # name@2 when an earlier merge under this name is pinned
 
 
 def run(
@@ -256,6 +259,7 @@ def _merge(
                 "first, or pass --sft with an adapter"
             )
     out = Path(output) if output else layout.merged_model(run_dir)
+    registry.refuse_if_pinned(out, "the merge output")  # shipped weights are never written over
     adapter_out = mdir / "adapter" if cfg.merge.as_adapter else None
     record = merge_adapters(
         base=base or cfg.models.student,

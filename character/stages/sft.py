@@ -311,7 +311,7 @@ def _publish(
         }
     )
     name = registry.checkpoint_name(cfg.persona, "sft", cfg.name_suffix or None)
-    registry.register(
+    name = registry.register(  # the stored name: name@2 when an earlier run's entry is pinned
         registry.Checkpoint(
             name=name,
             path=str(final),
@@ -323,7 +323,7 @@ def _publish(
             metrics={k: manifest.metrics[k] for k in ("train_loss", "measured_eval_loss", "base_eval_loss")},
             verified=True,
         )
-    )
+    ).name
     manifest.extra["checkpoint_name"] = name
     write_manifest(sdir, manifest.finish())
     log.info("SFT adapter %s saved to %s", name, final)

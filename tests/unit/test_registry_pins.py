@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from character import evidence, registry
 from character.cli import app
+from character.errors import UsageError
 from character.eval.target import resolve_target
 from tests.unit.test_registry_promotion import ck, make_model, record
 
@@ -139,3 +140,18 @@ def test_eval_compare_writes_the_record_that_promote_reads(
     assert rec["persona"] == "remorseful" and rec["capability"]["n"] == 3
     r = runner.invoke(app, ["checkpoint", "promote", "remorseful_merged"])
     assert r.exit_code == 1 and f"says {rec['recommendation']}" in r.output, r.output
+
+
+def test_stages_never_write_over_pinned_files(artifacts: Path, tiny_model: Path, tmp_path: Path) -> None:
+    base = str(make_model(tiny_model, tmp_path / "base"))
+    shipped = make_model(tiny_model, artifacts / "models" / "remorseful_merged", 0.5)
+    registry.promote(ck(shipped, "remorseful_merged", base=base).name, force=True, reason="test")
+    with pytest.raises(
+        UsageError, match="holds 'remorseful_merged', which production or rollback history pins"
+    ):
+        registry.refuse_if_pinned(shipped, "the merge output")
+    registry.refuse_if_pinned(tmp_path / "elsewhere", "the merge output")
+    from character.config import RunConfig
+    from character.stages.merge import default_output
+
+    assert default_output(RunConfig()) == artifacts / "models" / "remorseful_merged@2"
