@@ -82,18 +82,31 @@ def parse_constitution(text: str, source: str) -> Constitution:
         raise ConfigError(f"constitution {source}: {loc}: {err['msg']}") from e
 
 
+def read_constitution_text(path: Path) -> str:
+    """A constitution file's text; a binary or non-UTF-8 file is one ConfigError, not a traceback."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"constitution {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}): "
+            "give a YAML constitution (see `character constitution new`)"
+        ) from e
+    except OSError as e:
+        raise ConfigError(f"constitution {path} cannot be read: {e.strerror or e}") from e
+
+
 def load_constitution(name_or_path: str) -> Constitution:
     """Load by persona name (from constitutions/hand-written/) or by path to a .yaml file."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml"):
         if not p.is_file():
             raise UsageError(f"constitution file {p} does not exist")
-        return parse_constitution(p.read_text(), str(p))
+        return parse_constitution(read_constitution_text(p), str(p))
     path = constitution_path(name_or_path)
     if not path.exists():
         known = ", ".join(list_constitutions()) or "none"
         raise UsageError(f"no constitution named '{name_or_path}' (known: {known})")
-    return parse_constitution(path.read_text(), str(path))
+    return parse_constitution(read_constitution_text(path), str(path))
 
 
 def list_constitutions() -> list[str]:
@@ -386,7 +399,11 @@ def lint_constitution(c: Constitution, source_text: str | None = None) -> list[F
 
 def lint_file(path: Path) -> tuple[Constitution | None, list[Finding]]:
     """Load and lint a YAML file; a schema problem becomes one C000 error instead of an exception."""
-    return lint_text(path.read_text(), str(path))
+    try:
+        text = read_constitution_text(path)
+    except ConfigError as e:
+        return None, [Finding("C000", "error", str(e))]
+    return lint_text(text, str(path))
 
 
 def lint_text(text: str, source: str) -> tuple[Constitution | None, list[Finding]]:

@@ -79,10 +79,10 @@ def show_cmd(
     ] = False,
 ) -> None:
     """Print a constitution: description, numbered traits with their questions, markers, opposites."""
-    from character.constitutions import parse_constitution
+    from character.constitutions import parse_constitution, read_constitution_text
 
     path = _target(name)
-    c = parse_constitution(path.read_text(), str(path))
+    c = parse_constitution(read_constitution_text(path), str(path))
     if teacher:
         _out(c.text())
         return
@@ -176,13 +176,20 @@ def import_cmd(
     or with `character generate prompts --persona NAME`.
     """
     from character.constitution_io import import_constitution, save_constitution
-    from character.constitutions import check_name, constitution_path, lint_constitution
+    from character.constitutions import (
+        check_name,
+        constitution_path,
+        lint_constitution,
+        read_constitution_text,
+    )
     from character.errors import UsageError
 
     check_name(name)
     if not file.is_file():
         raise UsageError(f"import file {file} does not exist")
-    c = import_constitution(file.read_text(), name, fmt=fmt, source=str(file), description=description)
+    c = import_constitution(
+        read_constitution_text(file), name, fmt=fmt, source=str(file), description=description
+    )
     path = save_constitution(c, output or constitution_path(name), force=force)
     _out(f"wrote {path}: {len(c.traits)} traits, {len(c.questions())} questions, {len(c.markers)} markers")
     findings = lint_constitution(c, path.read_text())
