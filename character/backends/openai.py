@@ -76,9 +76,10 @@ STANDARD_FIELDS = {
 
 
 class _Retryable(Exception):
-    def __init__(self, msg: str, retry_after: float | None = None):
+    def __init__(self, msg: str, retry_after: float | None = None, *, connection: bool = False):
         super().__init__(msg)
         self.retry_after = retry_after
+        self.connection = connection
 
 
 @dataclass
@@ -234,9 +235,20 @@ class OpenAIBackend:
         """One raw JSON exchange through the SDK (model listing, echo checks). Raises _Retryable for
         what is worth retrying, BackendError otherwise."""
         opts: dict[str, Any] = {"headers": self._headers}
-        if method == "GET":
-            return self._transport(lambda: self._client.get(path, cast_to=object, options=opts), path)
-        return self._transport(lambda: self._client.post(path, body=body, cast_to=object, options=opts), path)
+
+        def call() -> Any:
+            if method == "GET":
+                return self._client.get(path, cast_to=object, options=opts)
+            return self._client.post(path, body=body, cast_to=object, options=opts)
+
+        try:
+            return self._transport(call, path)
+        except _Retryable as e:
+            if not e.connection:
+                raise
+            # A pooled keep-alive connection the server closed after an error reply (transformers serve
+            # does after its HTTP 500 on /v1/models): once more, on a fresh connection.
+            return self._transport(call, path)
 
     def _transport(self, fn: Callable[[], Any], path: str) -> Any:
         """Run one SDK call; map its errors to retryable or final ones, with the key scrubbed."""
@@ -253,7 +265,9 @@ class OpenAIBackend:
             raise _Retryable(f"timeout after {self.timeout_s:g}s on {url}") from None
         except openai.APIConnectionError as e:
             reason = e.__cause__ or e
-            raise _Retryable(f"connection error on {url}: {self.scrub(str(reason))[:200]}") from None
+            raise _Retryable(
+                f"connection error on {url}: {self.scrub(str(reason))[:200]}", connection=True
+            ) from None
         except (openai.APIResponseValidationError, json.JSONDecodeError) as e:
             raise _Retryable(f"invalid JSON from {url}: {self.scrub(str(e))[:120]}") from None
         if not isinstance(out, dict):

@@ -3,8 +3,11 @@ loopback, serving the embedded model (one server per module: it takes ~5-20 s to
 
 Covers: start and health, the identity check (this server answers HTTP 500 on /v1/models offline, so
 the check falls back to the echoed model name and says so), a wrong expected model failing loudly,
-real completions with usage counts and finish reasons through the openai backend, a knob the endpoint
-rejects dropped with a warning, and stop with the port verified free."""
+real completions with usage counts and finish reasons through the openai backend, knobs it has no field
+for (repetition_penalty, top_k) carried in its generation_config field, one it has no equivalent for
+(frequency_penalty) dropped with a warning, greedy decoding with a repetition penalty identical on
+the server and the hf backend (the same knobs reach both engines), and stop with the port verified
+free."""
 
 from __future__ import annotations
 
@@ -84,9 +87,32 @@ def test_completions_through_the_openai_backend(
         assert c.text and c.prompt_tokens > 10 and 0 < c.completion_tokens <= 12
     [story] = out[1]
     assert story.finish_reason == "length" and story.completion_tokens == 5
-    assert "repetition_penalty is dropped" in caplog.text  # never silently
+    # transformers serve answers 422 on a top-level repetition_penalty: it travels in generation_config.
+    assert "is dropped" not in caplog.text
     assert b.tokens["completion"] == sum(c.completion_tokens for o in out for c in o)
     assert b.retries == 0
+
+
+def test_greedy_with_a_penalty_matches_the_hf_backend(
+    serve: ManagedServer, embedded_model: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from character.backends.hf import HFBackend
+
+    req = GenerationRequest(
+        [{"role": "user", "content": "List the days of the week."}],
+        SamplingParams(temperature=0.0, max_new_tokens=24, repetition_penalty=1.3, frequency_penalty=0.5),
+    )
+    with caplog.at_level(logging.WARNING):
+        [[served]] = client(serve, str(embedded_model)).generate([req], progress=False)
+    # No frequency penalty in transformers: dropped, and said so (serve would read it as another knob).
+    assert "frequency_penalty is dropped" in caplog.text
+    req.params.frequency_penalty = 0.0
+    [[local]] = HFBackend(str(embedded_model), device="cpu", threads=1).generate([req], progress=False)
+    assert served.text == local.text and served.completion_tokens == local.completion_tokens
+    # The penalty really reached the server: without it greedy decoding says something else.
+    req.params.repetition_penalty = 1.0
+    [[plain]] = client(serve, str(embedded_model)).generate([req], progress=False)
+    assert plain.text != served.text
 
 
 def test_stop_frees_the_port(serve: ManagedServer) -> None:
