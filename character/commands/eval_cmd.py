@@ -380,6 +380,61 @@ def revealed_preferences(
     console.print(dumps(res), markup=False, highlight=False)
 
 
+@eval_app.command("harness")
+def harness(
+    ctx: typer.Context,
+    tasks: Annotated[
+        str,
+        typer.Option("--tasks", help="lm-evaluation-harness task names, comma-separated (e.g. arc_easy)."),
+    ],
+    checkpoint: CheckpointOpt = None,
+    persona: PersonaOpt = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="At most this many items per task.")
+    ] = None,
+    num_fewshot: Annotated[
+        int | None, typer.Option("--num-fewshot", min=0, help="Few-shot examples.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per forward pass.")] = 8,
+    include_path: Annotated[
+        Path | None, typer.Option("--include-path", help="A folder of your own task YAMLs (local data).")
+    ] = None,
+    output: OutputOpt = None,
+    sets: SetOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Score a checkpoint on lm-evaluation-harness tasks you name, offline (needs `pip install 'character[harness]'`).
+
+    Nothing is downloaded: a task whose data is not in the local cache fails with one line saying how to
+    fetch it once. Run it on the baseline and the candidate to see forgetting on real benchmarks.
+
+    Example: character eval harness --checkpoint remorseful_merged --tasks arc_easy --limit 200
+    """
+    from character.cli import console
+    from character.eval import harness as hz
+    from character.eval.target import resolve_target
+    from character.models import pick_device
+
+    cfg = resolve_cfg(ctx, sets=sets, config=config, persona=persona)
+    hz.require()
+    names = hz.parse_tasks(tasks)
+    t = resolve_target(checkpoint_ref(checkpoint, persona, cfg.models.student))
+    res = hz.run(
+        t.model,
+        names,
+        adapter=t.adapter,
+        limit=limit,
+        num_fewshot=num_fewshot,
+        batch_size=batch_size,
+        device=pick_device(cfg.backend.device),
+        include_path=include_path,
+        seed=cfg.eval.seed,
+    )
+    res["checkpoint"] = t.label
+    write_json(output, res)
+    console.print(dumps(res), markup=False, highlight=False)
+
+
 def audit(
     ctx: typer.Context,
     checkpoint: CheckpointOpt = None,
