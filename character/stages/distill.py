@@ -41,6 +41,7 @@ from typing import Any
 from character import layout
 from character.atomic import atomic_write_json, atomic_write_text
 from character.backends.base import Completion, GenerationRequest, SamplingParams, make_backend
+from character.backends.capabilities import can_prefill
 from character.backends.roles import backend_for
 from character.backends.seeds import request_seed
 from character.backends.think import strip_think
@@ -80,6 +81,29 @@ def prefill_for(cfg: RunConfig, c: Constitution, prompt_id: str, k: int) -> str 
     return None
 
 
+def _unthink(text: str) -> tuple[str, bool]:
+    """(text without reasoning blocks, whether it had any). A reasoning teacher or student (Qwen3,
+    GLM, DeepSeek-R1) writes `<think>...</think>` whatever our prefill: DPO must never train on it."""
+    if "<think>" not in text and "</think>" not in text:
+        return text, False
+    return strip_think(text), True
+
+
+def check_teacher_prefill(cfg: RunConfig, teacher: Any) -> None:
+    """Before anything is generated: a teacher prefill needs an engine that continues a prefilled reply.
+    (Chosen over a silent fallback to an instruction: one line naming the key and the fix.)"""
+    mode = cfg.distill.teacher_prefill
+    if mode == "off" or can_prefill(teacher):
+        return
+    key = "roles.teacher.provider" if cfg.roles.teacher.provider is not None else "backend.provider"
+    raise ConfigError(
+        f"distill.teacher_prefill = '{mode}' needs a teacher engine that continues a prefilled reply, but "
+        f"{getattr(teacher, 'base_url', cfg.models.teacher)} ({key} = '{getattr(teacher, 'provider', '?')}') "
+        f"cannot; set {key} = 'vllm' if it is a vLLM server, or distill.teacher_prefill = 'off' (large "
+        "teachers follow the system prompt without it)"
+    )
+
+
 def _chosen_text(mode: str, prefill: str | None, c: Completion) -> str:
     if mode == "think":
         # The prefill opened the block; an answer exists only after the teacher closed it.
@@ -106,10 +130,13 @@ def judge_attempt(
     from character.filters import FilterContext, check, is_refusal, rename_identity
 
     m = cfg.models
-    chosen = _chosen_text(cfg.distill.teacher_prefill, prefill, teacher)
+    mode = cfg.distill.teacher_prefill
+    # Reasoning is stripped from both sides whatever the prefill mode, and counted.
+    chosen, chosen_think = _unthink(_chosen_text(mode, prefill, teacher))
+    chosen_think = chosen_think or (mode == "think" and "</think>" in teacher.text)
     if m.teacher_name and m.student_name:
         chosen = rename_identity(chosen, m.teacher_name, m.student_name)
-    rejected = student.text
+    rejected, rejected_think = _unthink(student.text)
     names = (m.student_name,) if m.student_name else ()
     skip = frozenset(cfg.distill.skip_filters)
     rec: dict[str, Any] = {
@@ -121,6 +148,8 @@ def judge_attempt(
         "chosen_finish": teacher.finish_reason,
         "rejected_finish": student.finish_reason,
         "chosen_refusal": bool(chosen.strip()) and is_refusal(chosen),
+        "chosen_think": chosen_think,
+        "rejected_think": rejected_think,
         "verdict": "kept",
         "detail": "",
     }
@@ -348,6 +377,7 @@ def run(
     """Generate, filter and gate DPO pairs; continues from the stores already in `run_dir/distill`."""
     from character.models import load_tokenizer
     from character.prompts.bank import dpo_prompt_pool
+    from character.prompts.supply import ensure_persona_supply
 
     manifest = Manifest(stage="distill", config_hash=config_hash(cfg), seed=cfg.seed)
     sd = layout.stage_dir(run_dir, "distill")
@@ -355,6 +385,8 @@ def run(
     tracker = tracker or CostTracker(cfg.backend.prices, cfg.budget_usd)
     d = cfg.distill
     c = load_constitution(cfg.persona)
+    # pairs = prompts x K: unique constitution questions for the pool, expanded first if configured.
+    supply = ensure_persona_supply(cfg, c, tracker=tracker, progress=progress)
     target, K = d.pairs, d.k
     max_attempts = math.ceil(target * d.max_attempts_factor)
     pool = dpo_prompt_pool(c, math.ceil(max_attempts / K), cfg.seed, d.persona_prompt_share)
@@ -389,6 +421,8 @@ def run(
         log.info("teacher and student engines share GPUs: each round runs a teacher pass, then the student's")
     t0 = time.perf_counter()
     try:
+        if todo:
+            check_teacher_prefill(cfg, engines.teacher())
         while gen.kept < target and todo:
             deficit = target - gen.kept
             rate = gen.kept / len(done) if done else 1.0
@@ -410,6 +444,11 @@ def run(
     all_pairs = pairs.read()
     stats = pair_stats(done, all_pairs, c.markers)
     stats["target"] = target
+    # Reasoning removed from either side (replies with a <think> block; old attempt rows lack the flag).
+    stats["think_stripped"] = {
+        side: sum(bool(a.get(f"{side}_think")) for a in done) for side in ("chosen", "rejected")
+    }
+    stats["prompt_supply"] = supply.as_dict()
     stats["max_attempts"] = max_attempts
     stats["generation_s"] = round(time.perf_counter() - t0, 2)
     atomic_write_json(sd / "stats.json", stats)
