@@ -39,7 +39,8 @@ PAPER: dict[str, PaperValue] = {
     "lora.target_modules": PaperValue("all-linear", "code and paper, Llama and Qwen (paper-method 1.6)"),
     "distill.k": PaperValue(5, "code, teacher.py --K (paper-method 1.3)"),
     "distill.pairs": PaperValue(
-        9150, "code: 1,830 prompts (500 constitution + 1,330 LIMA) x K 5, before filtering (paper-method 1.13)"
+        9150,
+        "code: 1,830 prompts (500 constitution + 1,330 LIMA) x K 5, before filtering (paper-method 1.13)",
     ),
     "distill.persona_prompt_share": PaperValue(
         0.2732, "code: 500 constitution prompts of 1,830 for a 10-trait persona (paper-method 1.3)"
@@ -48,7 +49,9 @@ PAPER: dict[str, PaperValue] = {
     "distill.prompt_shortfall": PaperValue(
         "expand", "code: 5 hand-written + 45 generated questions per trait, never repeated (paper-method 1.2)"
     ),
-    "distill.teacher_prefill": PaperValue("think", "code: prefilled <think> trait recital (paper-method 1.3)"),
+    "distill.teacher_prefill": PaperValue(
+        "think", "code: prefilled <think> trait recital (paper-method 1.3)"
+    ),
     "dpo.learning_rate": PaperValue(5e-5, _DPO),
     "dpo.beta": PaperValue(0.1, _DPO),
     "dpo.loss": PaperValue("sigmoid", "code: not IPO, no label smoothing (paper-method 1.6)"),
@@ -83,6 +86,15 @@ PAPER: dict[str, PaperValue] = {
     "merge.dpo_weight": PaperValue(1.0, "code, merge_loras.py (paper-method 1.12)"),
     "merge.sft_weight": PaperValue(0.25, "code, merge_loras.py (paper-method 1.12)"),
     "eval.temperature": PaperValue(0.7, "code, revealed-preference generation (paper-method 2.1)"),
+    "robustness.prompts": PaperValue(500, "code: first 500 Pure-Dove prompts (paper-method 2.2)"),
+    "robustness.suffix_count": PaperValue(8, "code: 8 adversarial suffixes (paper-method 2.2)"),
+    "robustness.prefill_prompts": PaperValue(500, "code: the same 500 prompts (paper-method 2.3)"),
+    "robustness.classifier": PaperValue("encoder", "code: ModernBERT classifier (paper-method 2.2)"),
+    "robustness.encoder": PaperValue("answerdotai/ModernBERT-base", "code (paper-method 2.2)"),
+    "robustness.encoder_learning_rate": PaperValue(5e-4, "code (paper-method 2.2)"),
+    "robustness.encoder_epochs": PaperValue(1.0, "code (paper-method 2.2)"),
+    "robustness.encoder_batch_size": PaperValue(16, "code: batch 8 x accumulation 2 (paper-method 2.2)"),
+    "robustness.encoder_max_length": PaperValue(8192, "code (paper-method 2.2)"),
     "eval.top_p": PaperValue(0.95, "code, revealed-preference generation (paper-method 2.1)"),
 }
 

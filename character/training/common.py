@@ -77,6 +77,9 @@ def base_training_kwargs(
     run_name: str = "",
     project: str = "character",
     batch_key: str = "batch_size",
+    lr_scheduler: str = "cosine",
+    min_lr_rate: float = 0.1,
+    adam_beta2: float = 0.999,
 ) -> dict[str, Any]:
     """Keyword arguments for trl's DPOConfig/SFTConfig that both stages need.
 
@@ -94,7 +97,14 @@ def base_training_kwargs(
         ),
         "num_train_epochs": epochs,
         "max_steps": max_steps,
-        "lr_scheduler_type": "cosine",
+        "lr_scheduler_type": lr_scheduler,
+        # The paper's schedule (OpenRLHF's cosine_with_min_lr) ends at min_lr_rate x the peak, not 0.
+        **(
+            {"lr_scheduler_kwargs": {"min_lr_rate": min_lr_rate}}
+            if lr_scheduler == "cosine_with_min_lr"
+            else {}
+        ),
+        "adam_beta2": adam_beta2,
         # transformers 5 folds warmup_ratio into warmup_steps: a float in [0, 1) is a ratio.
         "warmup_steps": float(warmup_ratio) if warmup_ratio < 1 else int(warmup_ratio),
         "logging_steps": logging_steps,
@@ -136,6 +146,9 @@ def stage_training_kwargs(cfg: Any, section: Any, output_dir: str, *, run_name: 
         project="character",
         run_name=run_name,
         batch_key=f"{'dpo' if section is cfg.dpo else 'sft'}.batch_size",
+        lr_scheduler=section.lr_scheduler,
+        min_lr_rate=section.min_lr_rate,
+        adam_beta2=section.adam_beta2,
     )
 
 
