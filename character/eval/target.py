@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from character import registry
 from character.backends.base import Completion, GenerationRequest, SamplingParams, make_backend
 from character.errors import ConfigError
-from character.models import resolve_model
+from character.models import resolve_model, resolve_or_served_name
 from character.records import Message
 
 if TYPE_CHECKING:
@@ -83,7 +83,9 @@ def resolve_target(ref: str) -> Target:
         if entry.kind == "adapter":
             return Target(ref, resolve_model(entry.base), entry.path, entry.name, entry.persona)
         return Target(ref, resolve_model(entry.path), None, entry.name, entry.persona)
-    path = resolve_model(ref)
+    # A name no local lookup knows may be what a server serves (`gpt-4.1`); loading it in process fails
+    # later with resolve_model's one-line error.
+    path = resolve_or_served_name(ref)
     p = Path(path)
     if p.is_dir() and (p / "adapter_config.json").exists() and not (p / "config.json").exists():
         return Target(ref, resolve_model(_adapter_base(p)), str(p))

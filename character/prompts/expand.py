@@ -7,6 +7,10 @@ the trait's questions, ending in the next number ("6."). From the continuation w
 than half of its words with a question already kept (or written by hand). Rounds repeat until every
 trait has `per_trait` questions in total (hand-written included) or `max_rounds` is reached.
 
+An engine that cannot continue a prefilled reply (hosted APIs, `transformers serve`) gets the list so
+far inside the instruction, is asked to continue it from the next number, and its reply is read line
+by line (numbers below the next one are ignored: the model repeating the examples).
+
 Output: one JSONL row per kept question, `{"id", "persona", "trait_index", "trait", "text", "round"}`,
 appended through `JsonlStore` (fsync per round), so a killed run resumes where it stopped; rows for a
 trait whose sentence has since changed are ignored. `bank.persona_prompts` reads this file.
@@ -24,6 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from character.backends.base import Backend, GenerationRequest, SamplingParams
+from character.backends.capabilities import can_prefill
+from character.backends.think import strip_think
 from character.constitutions import Constitution
 from character.filters.script import find_foreign_script, find_garbage
 from character.prompts.bank import persona_id
@@ -73,6 +79,25 @@ def shared_word_share(text: str, kept: list[set[str]]) -> float:
     if not w:
         return 1.0
     return max((len(w & k) / len(w) for k in kept), default=0.0)
+
+
+def plain_request(trait: str, examples: list[str]) -> str:
+    """The instruction for an engine that cannot be prefilled: the list so far, then "continue"."""
+    listed = "\n".join(f"{i}. {q}" for i, q in enumerate(examples, 1))
+    return (
+        f"{instruction(trait)}\n\nHere is the numbered list so far:\n\n{listed}\n\n"
+        f"Continue the list from {len(examples) + 1}., one message per line, and write nothing else."
+    )
+
+
+def parse_plain_items(reply: str, first_number: int) -> list[str]:
+    """The messages numbered `first_number` and up in a plain reply (reasoning dropped)."""
+    out = []
+    for line in strip_think(reply).splitlines():
+        m = _ITEM.match(line)
+        if m and int(m.group(1)) >= first_number:
+            out.append(m.group(2).strip().strip('"').strip())
+    return out
 
 
 def parse_items(continuation: str, first_number: int) -> list[str]:
@@ -148,6 +173,9 @@ def expand_constitution(
     seen_ids = {persona_id(c.name, ti, q) for ti in chosen for q in c.traits[ti].questions + done[ti]}
     res = ExpandResult(out)
     need_total = sum(max(0, per_trait - have[ti]) for ti in chosen)
+    plain = not can_prefill(backend)
+    if plain and need_total:
+        log.info("the teacher's engine cannot be prefilled: asking it to continue each list in plain text")
     with progress_bar(f"expanding {c.name} prompts", need_total, enabled=progress) as bar:
         for rnd in range(last_round + 1, last_round + 1 + max_rounds):
             todo = [ti for ti in chosen if have[ti] < per_trait]
@@ -169,11 +197,10 @@ def expand_constitution(
                     repetition_penalty=repetition_penalty,
                     seed=seed + rnd * 1000 + ti,
                 )
-                msgs = [
-                    {"role": "system", "content": SYSTEM},
-                    {"role": "user", "content": instruction(c.traits[ti].trait)},
-                ]
-                requests.append(GenerationRequest(msgs, params, prefill=prefill(examples)))
+                trait = c.traits[ti].trait
+                user = plain_request(trait, examples) if plain else instruction(trait)
+                msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+                requests.append(GenerationRequest(msgs, params, prefill=None if plain else prefill(examples)))
             results = backend.generate(requests, progress=False)
             rows = []
             usage = [0, 0]
@@ -181,7 +208,8 @@ def expand_constitution(
                 for comp in comps:
                     usage[0] += comp.prompt_tokens
                     usage[1] += comp.completion_tokens
-                    for msg in parse_items(comp.text, first):
+                    parsed = parse_plain_items(comp.text, first) if plain else parse_items(comp.text, first)
+                    for msg in parsed:
                         if have[ti] >= per_trait:
                             break
                         reason = format_reason(msg)

@@ -88,3 +88,31 @@ def test_expand_writes_enough_unique_questions_and_the_pool_never_repeats(artifa
         assert ensure_persona_supply(cfg, c, progress=False).expanded == 0
     finally:
         server.close()
+
+
+def _plain_list(body: dict[str, Any]) -> str:
+    """An endpoint that cannot be prefilled: repeats the list it was shown, then continues it."""
+    user = body["messages"][-1]["content"]
+    first = int(re.search(r"Continue the list from (\d+)\.", user).group(1))  # type: ignore[union-attr]
+    shown = re.findall(r"(?m)^\d+\. .*$", user)
+    rng = random.Random(user)
+    new = [f"{first + i}. " + " ".join(rng.sample(TRAITS, 7)).capitalize() + "?" for i in range(6)]
+    return "<think>Let me continue.</think>\n" + "\n".join(shown + new)
+
+
+def test_expansion_on_an_endpoint_without_prefill_asks_plainly(artifacts: Path) -> None:
+    from character.backends.openai import OpenAIBackend
+    from character.prompts.expand import expand_constitution
+
+    server = ChatServer(owner="someone", reply=_plain_list)
+    try:
+        c = load_constitution("remorseful")
+        b = OpenAIBackend("m", base_url=server.url, timeout_s=5)
+        res = expand_constitution(c, b, artifacts / "exp.jsonl", per_trait=8, progress=False, traits=[0, 1])
+        assert res.complete and res.added == 6  # 5 hand-written + 3 new for each of two traits
+        assert res.dropped.get("duplicate", 0) == 0  # the repeated examples are not counted as new
+        bodies = server.chat_bodies()
+        assert bodies and not any("continue_final_message" in x for x in bodies)
+        assert all(x["messages"][-1]["role"] == "user" for x in bodies)
+    finally:
+        server.close()
