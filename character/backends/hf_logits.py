@@ -114,3 +114,34 @@ class SeededSampler(LogitsProcessor):
         idx = torch.searchsorted(cdf, (u.to(cdf.device) * cdf[:, -1]).unsqueeze(-1), right=True)
         out = torch.full_like(input_scores, -float("inf"))
         return out.scatter_(1, idx, 0.0)
+
+
+class TopK(LogitsProcessor):
+    """Keep the `k` highest logits. Placed before the nucleus filter, as vLLM applies them (top-k first,
+    then top-p on what is left, renormalised), so both engines keep the same tokens."""
+
+    def __init__(self, k: int):
+        if k < 1:
+            raise ValueError(f"top_k must be >= 1 here (0 or -1 means off: leave the processor out), got {k}")
+        self.k = k
+
+    def __call__(self, input_ids: Any, scores: torch.Tensor) -> torch.Tensor:
+        if self.k >= scores.shape[-1]:
+            return scores
+        kth = scores.topk(self.k, dim=-1).values[:, -1:]
+        return scores.masked_fill(scores < kth, -float("inf"))
+
+
+class MinP(LogitsProcessor):
+    """Drop tokens whose probability (at `temperature`) is below `min_p` x the most likely token's."""
+
+    def __init__(self, min_p: float, temperature: float = 1.0):
+        if not 0 < min_p <= 1:
+            raise ValueError(f"min_p must be in (0, 1], got {min_p}")
+        self.min_p = min_p
+        self.temperature = temperature if temperature > 0 else 1.0
+
+    def __call__(self, input_ids: Any, scores: torch.Tensor) -> torch.Tensor:
+        probs = (scores.float() / self.temperature).softmax(dim=-1)
+        floor = self.min_p * probs.max(dim=-1, keepdim=True).values
+        return scores.masked_fill(probs < floor, -float("inf"))
