@@ -120,7 +120,8 @@ def root(
     paper_scale: Annotated[
         bool,
         typer.Option(
-            "--paper-scale", help="Apply the paper preset (LoRA r64/a128, lr 5e-5, 1,500 pairs, ...)."
+            "--paper-scale",
+            help="Apply the paper preset (LoRA r64/a128, lr 5e-5, 1,830 prompts x K 5 = 9,150 pairs, ...).",
         ),
     ] = False,
     config: Annotated[
