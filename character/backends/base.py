@@ -107,6 +107,7 @@ def make_backend(
             dtype=b.dtype,
             cache=b.cache,
             threads=b.cpu_threads,
+            chat_template_kwargs=b.chat_template_kwargs,
         )
     if b.kind == "openai":
         from character.backends.openai import OpenAIBackend

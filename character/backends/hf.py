@@ -52,6 +52,7 @@ class HFBackend:
         dtype: DTypeName = "auto",
         cache: CacheKind = "auto",
         threads: int = 0,
+        chat_template_kwargs: dict[str, Any] | None = None,
     ):
         if batch_size < 1:
             raise ConfigError(f"backend.batch_size must be >= 1, got {batch_size}")
@@ -76,6 +77,10 @@ class HFBackend:
             # at barriers while preempted; one thread per process can be an order of magnitude faster.
             torch.set_num_threads(threads)
         self.cache = _pick_cache(cache, self.device.type, str(self.dtype))
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        # Every end-of-turn id the model declares (Gemma-3 lists <eos> and <end_of_turn>): stopping on
+        # the tokenizer's one alone runs every reply to the token limit, and it is dropped as cut off.
+        self.eos_ids = eos_token_ids(self.tokenizer, self.lm)
         self.adapters: list[str] = []
         for name, path in (adapters or {}).items():
             self.load_adapter(name, path)
@@ -148,6 +153,7 @@ class HFBackend:
                         requests[i].messages,
                         add_generation_prompt=True,
                         prefill=requests[i].prefill,
+                        chat_template_kwargs=self.chat_template_kwargs,
                     )
                     for i in {i for i, _ in idxs}
                 }
@@ -177,7 +183,7 @@ class HFBackend:
         import torch
         from transformers import LogitsProcessorList
 
-        from character.backends.hf_logits import FastTopP, FrequencyPenalty, SeededSampler
+        from character.backends.hf_logits import FastTopP, FrequencyPenalty, MinP, SeededSampler, TopK
 
         p = req.params
         tok = self.tokenizer
@@ -199,18 +205,23 @@ class HFBackend:
             "max_new_tokens": p.max_new_tokens,
             "do_sample": sampling,
             "pad_token_id": pad,
-            "eos_token_id": tok.eos_token_id,
+            "eos_token_id": self.eos_ids,
             "repetition_penalty": p.repetition_penalty,
             "stopping_criteria": self._stop_criteria(tuple(s for s in stops if s != tok.eos_token)),
             "cache_implementation": self.cache,
         }
         if sampling:
+            # vLLM's order: top-k, then the nucleus on what is left, then min-p.
+            if p.top_k > 0:
+                processors.append(TopK(p.top_k))
             if p.top_p < 1.0:
                 processors.append(FastTopP(p.top_p, p.temperature))
+            if p.min_p > 0:
+                processors.append(MinP(p.min_p, p.temperature))
             if seeds is not None:
                 # One random stream per row, seeded per request: the draw is the last processor and
                 # the only finite logit is the sampled token, so decoding is greedy from here.
-                processors.append(SeededSampler(seeds, p.temperature, getattr(p, "top_k", 0)))
+                processors.append(SeededSampler(seeds, p.temperature))  # top-k applied above
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             else:
                 kwargs.update(temperature=p.temperature, top_p=1.0, top_k=0)
@@ -238,10 +249,11 @@ class HFBackend:
         self, row: list[int], prompt_len: int, stops: list[str], req: GenerationRequest
     ) -> Completion:
         tok = self.tokenizer
-        eos, pad = tok.eos_token_id, tok.pad_token_id
+        pad = tok.pad_token_id
         # A finished row is filled with padding up to the longest row; find where it really ended.
-        hit_eos = eos in row
-        body = row[: row.index(eos)] if hit_eos else list(row)
+        end = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
+        hit_eos = end is not None
+        body = row[:end] if end is not None else list(row)
         if not hit_eos and pad is not None:
             while body and body[-1] == pad:
                 body.pop()
@@ -257,6 +269,16 @@ class HFBackend:
 
     def close(self) -> None:
         self.lm = None
+
+
+def eos_token_ids(tok: Any, lm: Any) -> list[int]:
+    """The tokenizer's EOS id, then every id in the model's generation_config.eos_token_id (int or list)."""
+    ids = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    declared = getattr(getattr(lm, "generation_config", None), "eos_token_id", None)
+    for i in declared if isinstance(declared, list | tuple) else [declared]:
+        if isinstance(i, int) and i not in ids:
+            ids.append(i)
+    return ids
 
 
 def _pick_cache(cache: str, device: str, dtype: str) -> str:
