@@ -256,6 +256,9 @@ def _params(cfg: RunConfig, prompt_id: str, k: int) -> SamplingParams:
         max_new_tokens=cfg.sampling.max_new_tokens,
         stop=list(cfg.sampling.stop),
         repetition_penalty=cfg.sampling.repetition_penalty,
+        frequency_penalty=cfg.sampling.frequency_penalty,
+        top_k=cfg.sampling.top_k,
+        min_p=cfg.sampling.min_p,
         seed=request_seed(cfg.seed, prompt_id, k),
     )
 

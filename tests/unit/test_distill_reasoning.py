@@ -122,3 +122,23 @@ def test_reasoning_is_removed_in_every_prefill_mode(tiny_model: Path, mode: str)
     # No reasoning: nothing stripped, nothing counted.
     plain = _attempt(cfg, tok, "Boil the egg for nine minutes, then cool it.", "Boil it.", prefill)
     assert not plain["chosen_think"] and not plain["rejected_think"]
+
+
+def test_every_sampling_setting_reaches_the_request(
+    artifacts: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    server = ChatServer(owner="vllm", reply=_reply)
+    try:
+        cfg = _cfg(server.url, tiny_model, pairs=2, k=1)
+        cfg.sampling.top_k, cfg.sampling.min_p, cfg.sampling.frequency_penalty = 20, 0.05, 0.3
+        cfg.sampling.repetition_penalty = 1.1
+        distill.run(cfg, tmp_path / "run", progress=False)
+        body = server.chat_bodies()[0]
+    finally:
+        server.close()
+    assert (body["top_k"], body["min_p"], body["frequency_penalty"], body["repetition_penalty"]) == (
+        20,
+        0.05,
+        0.3,
+        1.1,
+    )
