@@ -21,8 +21,6 @@ import json
 import logging
 import math
 import random
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,6 @@ from character import layout, paths
 from character.atomic import atomic_write_json, atomic_write_text
 from character.config import RunConfig
 from character.config_layers import Resolved, config_hash
-from character.errors import CharacterError
 from character.manifest import Manifest, read_manifest, write_manifest
 from character.records import read_jsonl, write_jsonl
 from character.runner import Runner, write_config
@@ -139,24 +136,27 @@ def _sequential(resolved: Resolved, root: Path, pcts: list[int], progress: bool,
 
 
 def _parallel(resolved: Resolved, root: Path, pcts: list[int], paper_scale: bool) -> None:
-    procs = []
-    for pct in pcts:
+    from character.ablation_parallel import run_parallel
+
+    def scale_dir(pct: int) -> Path:
         d = root / f"{pct}pct"
         if not (d / "resolved_config.toml").exists():
             d.mkdir(parents=True, exist_ok=True)
             write_config(d, scale_config(resolved.config, pct, smoke=True), resolved.sources)
-        cmd = [sys.executable, "-m", "character.cli", "pipeline", resolved.config.persona]
-        cmd += ["--resume", str(d), "--name-suffix", f"{pct}pct", "--no-progress"]
-        log_path = root / f"{pct}pct.log"
-        log.info("ablation %d%%: %s (log %s)", pct, " ".join(cmd), log_path)
-        with open(log_path, "a") as logf:
-            procs.append((pct, subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)))
-    failed = [pct for pct, p in procs if p.wait() != 0]
-    if failed:
-        raise CharacterError(
-            f"ablation runs at {', '.join(f'{p}%' for p in failed)} failed; see {root}/<pct>pct.log, fix, and "
-            f"rerun with --resume {root}"
-        )
+        return d
+
+    run_parallel(resolved, root, pcts, scale_dir)
+
+
+def run_cost(d: Path) -> float:
+    """USD a scale's run spent, its smoke runs included (each sub-run writes its own cost.json)."""
+    total = 0.0
+    for f in [d / "cost.json", *sorted(d.glob("smoke-*/cost.json"))]:
+        try:
+            total += float(json.loads(f.read_text()).get("usd", 0.0))
+        except (OSError, ValueError):
+            continue
+    return total
 
 
 def _last(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -173,9 +173,7 @@ def summarize(root: Path, pcts: list[int]) -> list[dict[str, Any]]:
         d = root / f"{pct}pct"
         dm, im = read_manifest(d / "distill"), read_manifest(d / "introspect")
         rates = marker_rates(d) or {}
-        cost = (
-            json.loads((d / "cost.json").read_text()).get("usd", 0.0) if (d / "cost.json").exists() else 0.0
-        )
+        cost = run_cost(d)
         out.append(
             {
                 "pct": pct,
@@ -212,6 +210,13 @@ def write_summary(root: Path, pcts: list[int], mode: str) -> list[dict[str, Any]
             f"{f(r['dpo_reward_accuracy'])} | {f(r['sft_final_loss'])} | {f(r['marker_before'])} | "
             f"{f(r['marker_after'])} | {f(r['cost_usd'], '{:.4f}')} |"
         )
+    total = sum(r["cost_usd"] for r in rows)
+    cap = _ledger_cap(root)
+    md += [
+        "",
+        f"Total cost of every run, smoke runs included: ${total:.4f}"
+        + (f" of the shared ${cap:g} budget." if cap is not None else "."),
+    ]
     if mode == "sequential":
         md += [
             "",
@@ -222,6 +227,14 @@ def write_summary(root: Path, pcts: list[int], mode: str) -> list[dict[str, Any]
         md += ["", "![ablation](ablation.png)"]
     atomic_write_text(root / "ablation.md", "\n".join(md) + "\n")
     return rows
+
+
+def _ledger_cap(root: Path) -> float | None:
+    try:
+        cap = json.loads((root / "budget.json").read_text()).get("cap_usd")
+    except (OSError, ValueError):
+        return None
+    return float(cap) if cap is not None else None
 
 
 def _plot(rows: list[dict[str, Any]], out: Path) -> bool:

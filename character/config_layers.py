@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 ENV_PREFIX = "CHARACTER_"
 # CHARACTER_* variables that steer the tool itself rather than a run.
-RESERVED_ENV = {"DEBUG", "ARTIFACTS", "LOG_LEVEL", "NO_PROGRESS", "TORCH_THREADS"}
+RESERVED_ENV = {"DEBUG", "ARTIFACTS", "LOG_LEVEL", "NO_PROGRESS", "TORCH_THREADS", "BUDGET_LEDGER"}
 
 
 @dataclass

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from character import paths
+from character import budget_ledger, paths
 from character.atomic import atomic_write_json, atomic_write_text
 from character.backends import lifecycle
 from character.config import RunConfig
@@ -405,7 +405,14 @@ class Runner:
                     f"budget reached: ${self.spent_usd:.4f} of --budget-usd {self.cfg.budget_usd:g} spent "
                     f"before {sub.label}; raise the budget and rerun with --resume"
                 )
-        tracker = CostTracker(sub.cfg.backend.prices, budget)
+        # Parallel ablation scales share one budget through a ledger file (character.budget_ledger).
+        tracker = budget_ledger.tracker(
+            sub.cfg.backend.prices,
+            budget,
+            cap_usd=self.cfg.budget_usd,
+            key=str(d.parent if sub.label != "main" else d),
+            spent_before=self.spent_usd,
+        )
         todo = self.stage_range(sub)
         try:
             for stage in STAGES:

@@ -124,7 +124,7 @@ def run(
 
     from character.models import load_tokenizer
     from character.training.dpo import build_trainer, drop_long_prompts, trl_pair
-    from character.training.resume import read_metrics
+    from character.training.resume import read_metrics, start_step
 
     progress = progress and distributed.is_main()
     _quiet_libraries(progress)
@@ -173,6 +173,7 @@ def run(
     # Through trainer.save_model() (gathers ZeRO-3 shards), then checked for empty LoRA tensors.
     staging = save_trained_adapter(trainer, tok, sd / ".adapter.unverified")
     steps = trainer.state.global_step
+    started_at = start_step(trainer)
     last: dict[str, Any] = next((h for h in reversed(health.history) if "loss" in h), {})
     del trainer  # free the training copy before loading a fresh one
     return distributed.on_main(
@@ -193,6 +194,7 @@ def run(
             last=last,
             train_s=train_s,
             resumed_from=resume_from,
+            started_at=started_at,
         )
     )
 
@@ -215,6 +217,7 @@ def _publish(
     last: dict[str, Any],
     train_s: float,
     resumed_from: str | None,
+    started_at: int | None,
 ) -> Manifest:
     """Main process: verify from disk, merge, register and write the manifest."""
     from character.training.dpo import merge_adapter
@@ -302,6 +305,7 @@ def _publish(
         "loss": cfg.dpo.loss,
         "processes": distributed.world_size(),
         "resumed_from": resumed_from,
+        "started_at_step": started_at,
     }
     shutil.rmtree(sd / "trainer", ignore_errors=True)
     write_manifest(sd, manifest.finish())

@@ -36,7 +36,16 @@ _PREFIX = "checkpoint-"
 
 
 class CompletionMarker(TrainerCallback):
-    """Marks a checkpoint complete after every process has written its share (RNG state is per rank)."""
+    """Marks a checkpoint complete after every process has written its share (RNG state is per rank).
+
+    Also notes the step training started from in this process (`start_step`: 0, or the resumed
+    checkpoint's step), which the stage records in its manifest.
+    """
+
+    start_step: int | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.start_step = int(state.global_step)
 
     def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         distributed.barrier()
@@ -44,6 +53,14 @@ class CompletionMarker(TrainerCallback):
             ckpt = Path(args.output_dir) / f"{_PREFIX}{state.global_step}"
             if ckpt.is_dir():
                 atomic_write_text(ckpt / COMPLETE, f"{state.global_step}\n")
+
+
+def start_step(trainer: Any) -> int | None:
+    """The step this process's training started from (see CompletionMarker)."""
+    for cb in trainer.callback_handler.callbacks:
+        if isinstance(cb, CompletionMarker):
+            return cb.start_step
+    return None
 
 
 def file_sha256(path: Path) -> str:
