@@ -94,6 +94,7 @@ def run_ablation(
     paper_scale: bool = False,
     scale: str | None = None,
     stages: Any = None,
+    until: str | None = None,
 ) -> Path:
     cfg = resolved.config
     pcts = sorted(
@@ -104,26 +105,36 @@ def run_ablation(
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(root / "ablation_plan.json", {"mode": cfg.pipeline.ablation_mode, "scales": pcts})
     if cfg.pipeline.ablation_mode == "sequential":
-        _sequential(resolved, root, pcts, progress, stages)
+        _sequential(resolved, root, pcts, progress, stages, until)
     else:
-        _parallel(resolved, root, pcts, paper_scale)
+        _parallel(resolved, root, pcts, paper_scale, until)
     write_summary(root, pcts, cfg.pipeline.ablation_mode)
     return root
 
 
 def _run(
-    cfg: RunConfig, sources: dict[str, str], d: Path, progress: bool, stages: Any, start: str | None
+    cfg: RunConfig,
+    sources: dict[str, str],
+    d: Path,
+    progress: bool,
+    stages: Any,
+    start: str | None,
+    until: str | None = None,
 ) -> None:
     if not (d / "resolved_config.toml").exists():
         d.mkdir(parents=True, exist_ok=True)
         write_config(d, cfg, sources)
-    Runner(Resolved(cfg, sources), run_dir=d, start=start, stages=stages, progress=progress).run()
+    Runner(
+        Resolved(cfg, sources), run_dir=d, start=start, until=until, stages=stages, progress=progress
+    ).run()
 
 
-def _sequential(resolved: Resolved, root: Path, pcts: list[int], progress: bool, stages: Any) -> None:
+def _sequential(
+    resolved: Resolved, root: Path, pcts: list[int], progress: bool, stages: Any, until: str | None = None
+) -> None:
     cfg = resolved.config
     full = root / "100pct"
-    _run(scale_config(cfg, 100, smoke=True), resolved.sources, full, progress, stages, None)
+    _run(scale_config(cfg, 100, smoke=True), resolved.sources, full, progress, stages, None, until)
     for pct in (p for p in pcts if p < 100):
         sub_cfg = scale_config(cfg, pct, smoke=False)
         d = root / f"{pct}pct"
@@ -132,10 +143,12 @@ def _sequential(resolved: Resolved, root: Path, pcts: list[int], progress: bool,
             write_config(d, sub_cfg, resolved.sources)
         _derive(full, d, sub_cfg, pct / 100)
         log.info("ablation %d%%: training on nested subsets of %s", pct, full)
-        _run(sub_cfg, resolved.sources, d, progress, stages, "dpo")
+        _run(sub_cfg, resolved.sources, d, progress, stages, "dpo", until)
 
 
-def _parallel(resolved: Resolved, root: Path, pcts: list[int], paper_scale: bool) -> None:
+def _parallel(
+    resolved: Resolved, root: Path, pcts: list[int], paper_scale: bool, until: str | None = None
+) -> None:
     from character.ablation_parallel import run_parallel
 
     def scale_dir(pct: int) -> Path:
@@ -145,7 +158,7 @@ def _parallel(resolved: Resolved, root: Path, pcts: list[int], paper_scale: bool
             write_config(d, scale_config(resolved.config, pct, smoke=True), resolved.sources)
         return d
 
-    run_parallel(resolved, root, pcts, scale_dir)
+    run_parallel(resolved, root, pcts, scale_dir, until=until)
 
 
 def run_cost(d: Path) -> float:

@@ -57,7 +57,9 @@ def gpu_groups(gpus: list[str], n_scales: int, gpus_per_run: int, concurrency: i
     return groups[:concurrency] if concurrency else groups
 
 
-def run_parallel(resolved: Resolved, root: Path, pcts: list[int], write_scale_config) -> None:  # type: ignore[no-untyped-def]
+def run_parallel(  # type: ignore[no-untyped-def]
+    resolved: Resolved, root: Path, pcts: list[int], write_scale_config, *, until: str | None = None
+) -> None:
     """Run `character pipeline` once per scale, at most len(groups) at a time; raise if any failed."""
     cfg = resolved.config
     ledger = Ledger.create(root / "budget.json", cfg.budget_usd)
@@ -75,7 +77,9 @@ def run_parallel(resolved: Resolved, root: Path, pcts: list[int], write_scale_co
             while queue and free:
                 pct, slot = queue.pop(0), free.pop(0)
                 d = write_scale_config(pct)
-                running[pct] = _start(cfg.persona, pct, d, root, groups[slot], threads, ledger.path) + (slot,)
+                running[pct] = _start(
+                    cfg.persona, pct, d, root, groups[slot], threads, ledger.path, until
+                ) + (slot,)
             time.sleep(0.2)
             for pct, (proc, _gpus, slot) in list(running.items()):
                 if proc.poll() is None:
@@ -96,10 +100,18 @@ def run_parallel(resolved: Resolved, root: Path, pcts: list[int], write_scale_co
 
 
 def _start(
-    persona: str, pct: int, d: Path, root: Path, gpus: list[str], threads: int, ledger: Path
+    persona: str,
+    pct: int,
+    d: Path,
+    root: Path,
+    gpus: list[str],
+    threads: int,
+    ledger: Path,
+    until: str | None = None,
 ) -> tuple[subprocess.Popen[bytes], list[str]]:
     cmd = [sys.executable, "-m", "character", "pipeline", persona]
     cmd += ["--resume", str(d), "--name-suffix", f"{pct}pct", "--no-progress"]
+    cmd += ["--until", until] if until else []
     env = {**os.environ, ENV: str(ledger)}
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)

@@ -164,6 +164,10 @@ def ablation(
         str | None, typer.Option("--scale", help="Preset for the 100 % run (e.g. full, micro).")
     ] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue an ablation directory.")] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help=f"Stop every scale's pipeline after this stage. {_STAGE_HELP}"),
+    ] = None,
     budget_usd: Annotated[
         float | None, typer.Option("--budget-usd", help="Cap for the whole ablation.")
     ] = None,
@@ -173,6 +177,11 @@ def ablation(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
 ) -> None:
     """Data-scale ablation: train at several shares of the data and compare markers, losses and cost.
+
+    Parallel mode gives each scale its own GPUs (pipeline.ablation_gpus_per_run; a queue when there are
+    more scales than GPU groups, pipeline.ablation_concurrency; 2 at a time on a CPU machine), and
+    --budget-usd caps all scales together (a shared ledger, budget.json). The summary's cost column
+    counts every run of a scale, smoke runs included, and gives the total.
 
     Checkpoints are named {persona}_{pct}pct_dpo / {persona}_{pct}pct_sft; the summary table and plot
     go to ablation.md / ablation.png in the ablation directory.
@@ -201,7 +210,12 @@ def ablation(
         overrides=overrides,
     )
     out = run_ablation(
-        resolved, root=resume, progress=not no_progress, paper_scale=opts.paper_scale, scale=scale
+        resolved,
+        root=resume,
+        progress=not no_progress,
+        paper_scale=opts.paper_scale,
+        scale=scale,
+        until=until,
     )
     console.print((out / "ablation.md").read_text(), markup=False, highlight=False)
 

@@ -1,0 +1,67 @@
+"""A hand-written pairs file and config for multi-process / resume DPO tests: small enough for CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+QUESTIONS = [
+    "How do I boil an egg?",
+    "What is the capital of France?",
+    "Can you recommend a book?",
+    "Why is the sky blue?",
+    "How should I start running?",
+    "What is a good name for a cat?",
+    "How do plants make food?",
+    "What should I cook tonight?",
+    "How do I fix a flat tyre?",
+    "What is two plus two?",
+    "How can I sleep better?",
+    "What is a prime number?",
+]
+
+CONFIG = """
+[backend]
+device = "cpu"
+
+[lora]
+r = 8
+alpha = 16
+
+[dpo]
+batch_size = 4
+micro_batch_size = 2
+max_steps = 3
+max_length = 96
+eval_fraction = 0.25
+
+[dpo.health]
+warmup_logs = 2
+"""
+
+
+def write_pairs(path: Path) -> Path:
+    rows = []
+    for i, q in enumerate(QUESTIONS):
+        rows.append(
+            {
+                "prompt_id": f"p{i}",
+                "k": 0,
+                "source": "test",
+                "prompt": [{"role": "user", "content": q}],
+                "chosen": [
+                    {
+                        "role": "assistant",
+                        "content": f"My apologies, I am so sorry if this is late. {q} Let me try.",
+                    }
+                ],
+                "rejected": [{"role": "assistant", "content": f"Sure. {q} Here is the answer."}],
+            }
+        )
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def write_config(path: Path, extra: str = "") -> Path:
+    path.write_text(CONFIG + extra)
+    return path
