@@ -68,7 +68,7 @@ def run_parallel(  # type: ignore[no-untyped-def]
     )
     threads = max(1, (os.cpu_count() or 1) // len(groups))
     queue = list(pcts)
-    running: dict[int, tuple[subprocess.Popen[bytes], list[str], object]] = {}
+    running: dict[int, tuple[subprocess.Popen[bytes], list[str], int]] = {}
     free = list(range(len(groups)))
     failed: list[int] = []
     log.info("parallel ablation: %d scale(s), %d at a time, GPU groups %s", len(pcts), len(groups), groups)
@@ -85,7 +85,7 @@ def run_parallel(  # type: ignore[no-untyped-def]
                 if proc.poll() is None:
                     continue
                 del running[pct]
-                free.append(slot)  # type: ignore[arg-type]
+                free.append(slot)
                 if proc.returncode != 0:
                     failed.append(pct)
                 log.info("ablation %d%%: exit %d", pct, proc.returncode)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def base_training_kwargs(
     world_size: int = 1,
     save_steps: int = 50,
     save_total_limit: int = 2,
-    report_to: list[str] | None = None,
+    report_to: Sequence[str] | None = None,
     run_name: str = "",
     project: str = "character",
     batch_key: str = "batch_size",

@@ -107,7 +107,7 @@ def on_main(fn: Callable[[], T]) -> T:
             # Not ours (a bug, an OOM): the others must still stop, with a line naming the cause.
             broadcast(("CharacterError", f"the main process failed: {type(e).__name__}: {e}"))
             raise
-    shared = broadcast(("ok", result) if is_main() else None)
+    shared: Any = broadcast(("ok", result) if is_main() else None)
     if shared[0] != "ok":
         name, message = shared
         cls = getattr(errors, name, errors.CharacterError)

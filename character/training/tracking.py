@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ _PACKAGES = {
 }
 
 
-def check_trackers(report_to: list[str]) -> list[str]:
+def check_trackers(report_to: Sequence[str]) -> list[str]:
     """The trackers to pass to transformers, each checked to be installed (one clear line if not)."""
     wanted = [t for t in report_to if t != "none"]
     for t in wanted:
