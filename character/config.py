@@ -198,11 +198,21 @@ class DistillConfig(Section):
 
 class HealthConfig(Section):
     warmup_logs: int = Field(3, ge=0)
-    """Logged steps before the slow gates (loss ceiling, reward accuracy, flat loss, zero margins) apply."""
-    max_loss: float = Field(2.0, gt=0)
-    """Abort when the loss stays above this after warm-up."""
+    """Logged steps before the noisy gates (absolute loss ceiling, reward accuracy, flat loss, zero margins) apply; non-finite values and collapse are judged from the first logged step."""
+    max_loss_factor: float = Field(2.0, gt=1)
+    """Collapse: abort when a logged loss exceeds this multiple of the run's first logged loss (the untouched model's), so the ceiling fits the loss: IPO starts near (1/2β)² = 25, sigmoid DPO near 0.7 plus its NLL term, SFT at the model's NLL."""
+    max_loss: float | None = Field(None, gt=0)
+    """Optional absolute loss ceiling after warm-up (None: only the relative ceiling, max_loss_factor)."""
+    max_entropy_share: float = Field(0.9, gt=0, le=1)
+    """Collapse: abort when the mean next-token entropy reaches this share of ln(vocabulary size), i.e. the model predicts nearly uniformly (ln 49152 = 10.80 for the embedded model; a healthy one logs about 2). Not applied to a model that started there (random init)."""
+    max_chosen_logp_drop: float = Field(2.0, gt=0)
+    """Collapse, DPO likelihood displacement: abort when the chosen replies' log-prob per token falls more than this many nats below the reference model's (rewards/chosen / beta / mean chosen tokens)."""
+    max_nll_ratio: float = Field(2.0, gt=1)
+    """Collapse, DPO: abort when the policy's NLL on the chosen replies exceeds this multiple of the base model's NLL on the same rows (the reference pass, logged every step)."""
     min_reward_accuracy: float = Field(0.5, ge=0, le=1)
-    """Abort when DPO reward accuracy stays below this after warm-up."""
+    """Abort when DPO reward accuracy (a window mean, see reward_accuracy_window) is below this after warm-up."""
+    reward_accuracy_window: int = Field(4, ge=1)
+    """Logged steps averaged for the reward-accuracy gate (steps where the policy still equals the reference are skipped), so one noisy step does not kill a healthy run."""
     flat_rel_change: float = Field(0.01, ge=0)
     """Relative loss change under which a step counts as flat."""
     flat_window: int = Field(10, ge=2)
@@ -326,8 +336,26 @@ class SFTConfig(Section):
     """Held-out share of rows for checkpoint verification."""
     verify_tolerance: float = Field(0.05, ge=0)
     """Allowed relative gap between trainer-reported and recomputed held-out loss."""
-    health: HealthConfig = HealthConfig(max_loss=6.0)
+    health: HealthConfig = HealthConfig()
     """Abort rules checked at every logged step."""
+
+
+class SanityConfig(Section):
+    enabled: bool = True
+    """Probe every model before dpo, sft and merge register it (greedy replies + NLL on a fixed text, against its base); off only to debug."""
+    prompts: list[str] = [
+        "What is the capital of France?",
+        "Name three colours of the rainbow.",
+        "Write one sentence about the sea.",
+        "How many legs does a spider have?",
+    ]
+    """Fixed prompts the candidate and its base answer greedily; replies are checked with the audit's detectors (empty, garbage characters, loops, foreign script)."""
+    max_new_tokens: int = Field(24, ge=4)
+    """New tokens per probe reply (kept small: the probe runs in every smoke run)."""
+    max_new_defects: int = Field(0, ge=0)
+    """Probe replies that may be flagged where the base's reply to the same prompt was clean."""
+    max_nll_factor: float = Field(1.5, gt=1)
+    """The candidate's per-token NLL on the fixed reference text may be at most this multiple of its base's."""
 
 
 class MergeConfig(Section):
@@ -531,6 +559,8 @@ class RunConfig(Section):
     """Stage 3: SFT on introspection data."""
     merge: MergeConfig = MergeConfig()
     """Final exact merge of the adapters."""
+    sanity: SanityConfig = SanityConfig()
+    """The sanity probe every trained or merged model passes before it is registered."""
     eval: EvalConfig = EvalConfig()
     """Evaluation settings."""
     robustness: RobustnessConfig = RobustnessConfig()

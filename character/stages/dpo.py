@@ -3,16 +3,18 @@
 In: `distill/pairs.jsonl` (or an explicit `dataset=`), the resolved config (`models.student` is the
 model trained; `lora.*`, `dpo.*`). Rows whose rendered prompt alone reaches `dpo.max_length` are
 dropped here, with a count (TRL would drop them silently). A seeded `dpo.eval_fraction` of the pairs
-is held out. Training is TRL's DPOTrainer with a fresh LoRA, the reference being the base with the
-adapter disabled; the health callback writes every logged step to `dpo/metrics.jsonl` and stops a
-bad run at once.
+is held out by prompt (a prompt's k samples and repeats of its text stay on one side). Training is
+TRL's DPOTrainer with a fresh LoRA, the reference being the base with the adapter disabled; the
+health callback writes every logged step to `dpo/metrics.jsonl` and stops a bad run at once
+(non-finite values, collapse; `character.training.health`).
 
 Out (run_dir/dpo/):
 - on success: `adapter/` (saved, then re-loaded from disk into a fresh base whose held-out loss and
   reward accuracy must match the trainer's claims: `verify.json`), `merged/` (base + adapter merged
-  exactly in fp32), `manifest.json`, and the registry entry `{persona}[_{suffix}]_dpo` (verified).
-- on a health abort or a failed verification: the adapter under `aborted/` with `REASON.txt`, nothing
-  under `adapter/`, `merged/` or the registry name, and a non-zero exit from the CLI.
+  exactly in fp32), `sanity.json` (the sanity probe against the base, `character.training.sanity`),
+  `manifest.json`, and the registry entry `{persona}[_{suffix}]_dpo` (verified).
+- on a health abort, a failed verification or a failed sanity probe: the adapter under `aborted/`
+  with `REASON.txt`, nothing under `adapter/`, `merged/` or the registry name, no manifest, and exit 1.
 
 Run it with `character train dpo --persona remorseful --dataset pairs.jsonl` or in `character pipeline`.
 """
@@ -20,7 +22,6 @@ Run it with `character train dpo --persona remorseful --dataset pairs.jsonl` or 
 from __future__ import annotations
 
 import logging
-import random
 import shutil
 import time
 from pathlib import Path
@@ -31,28 +32,14 @@ from character.atomic import atomic_write_text
 from character.config import RunConfig
 from character.config_layers import config_hash
 from character.cost import CostTracker
-from character.errors import DataError, VerificationError
+from character.errors import VerificationError
 from character.manifest import MANIFEST, Manifest, write_manifest
 from character.records import read_jsonl
-from character.training import distributed
+from character.training import distributed, sanity
 from character.training.common import save_trained_adapter
+from character.training.split import split_pairs
 
 log = logging.getLogger(__name__)
-
-
-def split_heldout(
-    rows: list[dict[str, Any]], fraction: float, seed: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Seeded split; at least one held-out pair and one training pair."""
-    if len(rows) < 2:
-        raise DataError(
-            f"DPO needs at least 2 pairs (1 to train, 1 held out for verification), got {len(rows)}"
-        )
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    n_eval = min(len(rows) - 1, max(1, round(fraction * len(rows))))
-    held = set(order[:n_eval])
-    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
 
 
 def _quiet_libraries(progress: bool) -> None:
@@ -86,7 +73,7 @@ def _clear_outputs(sd: Path, *, keep_training: bool = False) -> None:
     for name in ("adapter", "merged", "aborted", ".adapter.unverified", "trainer"):
         if (sd / name).exists() and not (keep_training and name == "trainer"):
             shutil.rmtree(sd / name)
-    for name in ("metrics.jsonl", "verify.json"):
+    for name in ("metrics.jsonl", "verify.json", "sanity.json"):
         if not (keep_training and name == "metrics.jsonl"):
             (sd / name).unlink(missing_ok=True)
 
@@ -146,7 +133,8 @@ def run(
             len(rows),
             cfg.dpo.max_length,
         )
-    train_rows, eval_rows = split_heldout(usable, cfg.dpo.eval_fraction, cfg.seed)
+    # By prompt: a held-out prompt has no k sibling or repeated text in training (training.split).
+    train_rows, eval_rows = split_pairs(usable, cfg.dpo.eval_fraction, cfg.seed)
 
     torch.manual_seed(cfg.seed)
     trainer, health = build_trainer(
@@ -247,6 +235,8 @@ def _publish(
         staging.rename(sd / "aborted")
         atomic_write_text(sd / "aborted" / "REASON.txt", "verification failed: " + report.summary() + "\n")
         report.raise_if_failed(f"the adapter is kept at {sd / 'aborted'}")
+    # Does it still speak? Greedy probe replies and reference-text NLL vs the base; failing -> aborted/.
+    sanity.gate(staging, base_ref=base_ref, cfg=cfg, stage_dir=sd, what="the DPO adapter")
     staging.rename(layout.dpo_adapter(run_dir))
 
     from character.chat import encode

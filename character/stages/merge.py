@@ -10,7 +10,9 @@ atomically), optionally `merge/adapter/` (one LoRA equal to the same sum, `merge
 The SFT adapter was trained on the DPO-merged model; adding its delta to base + ΔW_dpo is therefore
 the model it was trained on plus a scaled version of its own update, which is what the paper shipped.
 After saving, every touched matrix is read back from disk and compared with the float64 sum: a merge
-that does not equal the stated formula fails instead of shipping.
+that does not equal the stated formula fails instead of shipping. Before it is registered, the sanity
+probe (`character.training.sanity`) compares the merged model with the base (`merge/sanity.json`); a
+model that no longer speaks is moved to `merge/aborted/` with `REASON.txt` and nothing is registered.
 
     character merge --persona remorseful --run artifacts/runs/remorseful_...
 """
@@ -18,6 +20,7 @@ that does not equal the stated formula fails instead of shipping.
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ from character.atomic import atomic_dir, atomic_write_json
 from character.config import RunConfig
 from character.config_layers import config_hash
 from character.cost import CostTracker
-from character.errors import ConfigError, UsageError, VerificationError
+from character.errors import ConfigError, TrainingAborted, UsageError, VerificationError
 from character.manifest import MANIFEST, Manifest, read_manifest, write_manifest
 from character.merging import (
     LoraAdapter,
@@ -36,6 +39,7 @@ from character.merging import (
     save_combined_adapter,
 )
 from character.models import resolve_model
+from character.training import sanity
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +254,8 @@ def _merge(
     run_dir = Path(run_dir)
     mdir = layout.stage_dir(run_dir, "merge")
     (mdir / MANIFEST).unlink(missing_ok=True)
+    (mdir / sanity.SANITY_FILE).unlink(missing_ok=True)
+    shutil.rmtree(mdir / "aborted", ignore_errors=True)
     manifest = Manifest(stage="merge", config_hash=config_hash(cfg), seed=cfg.seed)
     if sft is None:
         sft_manifest = read_manifest(run_dir / "sft")
@@ -271,6 +277,12 @@ def _merge(
         adapter_output=adapter_out,
         progress=progress,
     )
+    try:  # does the merged model still speak? failing -> merge/aborted/, nothing registered
+        sanity.gate(out, base_ref=record["base_path"], cfg=cfg, stage_dir=mdir, what="the merged model")
+    except TrainingAborted:
+        if adapter_out is not None:
+            shutil.rmtree(adapter_out, ignore_errors=True)  # the same model as an adapter
+        raise
     name = register_merged(cfg, out, record, run_dir=run_dir)
     manifest.counts["touched_matrices"] = record["touched_matrices"]
     manifest.metrics["max_abs_error"] = record["max_abs_error"]

@@ -33,7 +33,7 @@ from character.errors import DataError, TrainingAborted, UsageError, Verificatio
 from character.manifest import MANIFEST, Manifest, write_manifest
 from character.models import load_tokenizer, resolve_model
 from character.progress import progress_bar
-from character.training import distributed
+from character.training import distributed, sanity
 from character.training import sft as sft_data
 from character.training.common import accumulation_steps, save_trained_adapter
 from character.training.health import HealthCallback
@@ -111,7 +111,7 @@ def _clear_outputs(sdir: Path, *, keep_training: bool = False) -> None:
     for name in ("adapter", "aborted", ".unverified", ".trainer"):
         if not (keep_training and name == ".trainer"):
             shutil.rmtree(sdir / name, ignore_errors=True)
-    for name in ("metrics.jsonl", "verification.json"):
+    for name in ("metrics.jsonl", "verification.json", "sanity.json"):
         if not (keep_training and name == "metrics.jsonl"):
             (sdir / name).unlink(missing_ok=True)
 
@@ -183,7 +183,7 @@ def run(
     train, held = sft_data.split_examples(examples, cfg.sft.eval_fraction, cfg.seed)
     if not held:  # verification needs rows the trainer also evaluates; use a few training rows
         held = train[: min(8, len(train))]
-        manifest.extra["verification_rows"] = "train-subset (sft.eval_fraction = 0 or a single row)"
+        manifest.extra["verification_rows"] = "train-subset (sft.eval_fraction = 0 or fewer than 2 prompts)"
     manifest.counts.update({"train_rows": len(train), "heldout_rows": len(held)})
 
     metrics_path = sdir / "metrics.jsonl"
@@ -280,6 +280,8 @@ def _publish(
         _discard(unverified, scratch, sdir, f"verification: {e}")
         raise
     shutil.rmtree(scratch, ignore_errors=True)
+    # Does it still speak? Greedy probe replies and reference-text NLL vs its base; failing -> aborted/.
+    sanity.gate(unverified, base_ref=base_ref, cfg=cfg, stage_dir=sdir, what="the SFT adapter")
 
     final = layout.sft_adapter(run_dir)
     os.replace(unverified, final)

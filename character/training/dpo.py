@@ -60,6 +60,20 @@ def prompt_length(tokenizer: Any, row: dict[str, Any]) -> int:
     return len(encode(tokenizer, row["prompt"], add_generation_prompt=True))
 
 
+def mean_chosen_tokens(
+    tokenizer: Any, rows: Sequence[dict[str, Any]], max_length: int, limit: int = 1000
+) -> float:
+    """Mean completion tokens of the chosen replies as TRL trains them (cut to `max_length` with the
+    prompt), over the first `limit` rows: turns the logged summed rewards into per-token numbers."""
+    from character.training.verify import tokenize_pair
+
+    sizes = []
+    for row in rows[:limit]:
+        p, c, _ = tokenize_pair(tokenizer, row)
+        sizes.append(min(len(c), max(0, max_length - len(p))))
+    return sum(sizes) / len(sizes) if sizes else 0.0
+
+
 def drop_long_prompts(
     rows: Sequence[dict[str, Any]], tokenizer: Any, max_length: int
 ) -> tuple[list[dict[str, Any]], int]:
@@ -121,7 +135,13 @@ def build_trainer(
     args = dpo_args(cfg, output_dir, run_name)
     tracking.configure(cfg.train, metrics_path.parent)
     model = load_policy_base(model_ref, cfg)
-    health = HealthCallback(cfg.dpo.health, metrics_path, kind="dpo")
+    health = HealthCallback(
+        cfg.dpo.health,
+        metrics_path,
+        kind="dpo",
+        beta=cfg.dpo.beta,
+        chosen_tokens=mean_chosen_tokens(tok, train_rows, cfg.dpo.max_length),
+    )
     train_ds = datasets.Dataset.from_list([trl_pair(r) for r in train_rows])
     eval_ds = datasets.Dataset.from_list([trl_pair(r) for r in eval_rows]) if eval_rows else None
     trainer = DPOTrainer(

@@ -23,7 +23,6 @@ counted as `truncated`) or dropped when not even the first one fits (counted as 
 from __future__ import annotations
 
 import logging
-import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 from character.chat import render
 from character.errors import DataError
 from character.records import Message, read_jsonl, validate_messages
+from character.training.split import prompt_text, split_sft
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class SFTExample:
     input_ids: list[int]
     labels: list[int]
     turns: int  # assistant turns trained in this example
+    prompt: str = ""  # folded first user message: the held-out split keeps a prompt on one side
 
     @property
     def target_tokens(self) -> int:
@@ -149,6 +150,7 @@ def build_example(
         input_ids=ids,
         labels=labels,
         turns=len(ends),
+        prompt=prompt_text(messages),
     )
     return ex, None, cut
 
@@ -197,15 +199,10 @@ def build_examples(
 def split_examples(
     examples: list[SFTExample], eval_fraction: float, seed: int
 ) -> tuple[list[SFTExample], list[SFTExample]]:
-    """Seeded train/held-out split. With at least 2 examples and eval_fraction > 0, both sides are non-empty."""
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    n_eval = round(len(examples) * eval_fraction) if eval_fraction > 0 else 0
-    if eval_fraction > 0 and len(examples) >= 2:
-        n_eval = min(max(n_eval, 1), len(examples) - 1)
-    held = [examples[i] for i in order[:n_eval]]
-    train = [examples[i] for i in order[n_eval:]]
-    return train, held
+    """Seeded train/held-out split by prompt (`character.training.split`): every row of a prompt on one
+    side. With eval_fraction > 0 and at least 2 distinct prompts, both sides are non-empty; otherwise
+    nothing is held out."""
+    return split_sft(examples, lambda e: e.prompt or e.id, eval_fraction, seed)
 
 
 def to_dataset(examples: list[SFTExample]) -> Any:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from character.config import RunConfig
-from character.errors import DataError, TrainingAborted, VerificationError
+from character.errors import TrainingAborted, VerificationError
 from character.records import write_jsonl
 
 
@@ -116,19 +116,6 @@ def test_loss_spec_and_long_prompts(tiny_model: Path) -> None:
     limit = prompt_length(tok, rows[0]) + 5
     kept, dropped = drop_long_prompts(rows, tok, limit)
     assert dropped == 1 and [r["prompt_id"] for r in kept] == ["p0", "p2"]
-
-
-def test_split_heldout_is_seeded_and_never_empty() -> None:
-    from character.stages.dpo import split_heldout
-
-    rows = make_pairs(10)
-    a = split_heldout(rows, 0.2, 1)
-    assert a == split_heldout(rows, 0.2, 1)
-    assert len(a[1]) == 2 and len(a[0]) == 8
-    assert len(split_heldout(rows[:2], 0.01, 1)[1]) == 1
-    assert len(split_heldout(rows[:2], 0.9, 1)[0]) == 1
-    with pytest.raises(DataError, match="at least 2 pairs"):
-        split_heldout(rows[:1], 0.5, 1)
 
 
 def test_compare_metrics_generic() -> None:

@@ -80,7 +80,7 @@ def test_loss_above_the_ceiling_after_warmup_aborts(artifacts: Path, tiny_model:
     run = _run_dir(artifacts, "ceiling")
     # A random model's loss is ~ln(49152) = 10.8: over a ceiling of 5 once the 1-log warm-up is over.
     cfg = cfg_for(tiny_model, health=HealthConfig(warmup_logs=1, max_loss=5.0))
-    with pytest.raises(TrainingAborted, match="step 2: loss .* > 5.0 after warm-up"):
+    with pytest.raises(TrainingAborted, match="step 2: loss .* > sft.health.max_loss 5.0 after warm-up"):
         sft_stage.run(cfg, run, progress=False)
     assert not layout.sft_adapter(run).exists()
 

@@ -116,11 +116,18 @@ def test_rows_without_assistant_turn_are_counted_and_bad_rows_are_errors(tok, tm
         encode_with_labels(tok, [{"role": "assistant", "content": "hi"}])
 
 
-def test_split_is_seeded_and_keeps_both_sides(tok) -> None:
-    rows = [{"id": str(i), "kind": "reflection", "messages": REFLECTION} for i in range(10)]
+def test_split_is_seeded_by_prompt_and_keeps_both_sides(tok) -> None:
+    def reflection(i: int, prompt: str) -> dict:
+        msgs = [{"role": "user", "content": prompt}, REFLECTION[1]]
+        return {"id": str(i), "kind": "reflection", "messages": msgs}
+
+    rows = [reflection(i, f"Write diary entry number {i}.") for i in range(10)]
     examples, _ = build_examples(rows, tok, 512)
     a = split_examples(examples, 0.2, seed=1)
     b = split_examples(examples, 0.2, seed=1)
     assert [e.id for e in a[1]] == [e.id for e in b[1]] and len(a[1]) == 2 and len(a[0]) == 8
     train, held = split_examples(examples[:2], 0.01, seed=1)
     assert len(train) == 1 and len(held) == 1
+    # Ten samples of one prompt: none can be held out without its siblings in training.
+    same, _ = build_examples([reflection(i, "Write a diary entry.") for i in range(10)], tok, 512)
+    assert split_examples(same, 0.2, seed=1) == (same, [])
