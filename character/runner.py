@@ -456,6 +456,13 @@ class Runner:
             atomic_write_json(d / "cost.json", tracker.as_json())
             write_state(d, state)
 
+    def stage_config(self, cfg: RunConfig) -> RunConfig:
+        """The config a stage runs with: resuming a run resumes its training too (dpo/sft continue from
+        their last complete checkpoint; the saved config is unchanged)."""
+        if self.resume_dir is None or cfg.train.resume:
+            return cfg
+        return cfg.model_copy(update={"train": cfg.train.model_copy(update={"resume": True})})
+
     def _run_stage(
         self,
         sub: SubRun,
@@ -472,7 +479,7 @@ class Runner:
         log.info("%s: %s ...", sub.label, stage)
         t0 = time.time()
         try:
-            manifest = fn(sub.cfg, d, progress=self.progress, tracker=tracker)
+            manifest = fn(self.stage_config(sub.cfg), d, progress=self.progress, tracker=tracker)
             check_stage_output(d, stage, manifest)
         except BaseException as e:
             entries[stage].update(status="failed", error=str(e), duration_s=round(time.time() - t0, 3))

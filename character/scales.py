@@ -71,8 +71,6 @@ def resolve_run(
                 "--resume takes the run's saved config as its base; drop --scale/--config and change "
                 "single settings with --set KEY=VALUE (finished stages refuse changes they depend on)"
             )
-        # Resuming a run resumes its training too: dpo/sft continue from their last complete checkpoint.
-        overrides = {"train.resume": True, **overrides}
         return resolve(config_file=saved, env_file=env_file, environ=environ, overrides=overrides)
     preset, frac = parse_scale(scale)
     presets = (["paper"] if paper_scale else []) + ([preset] if preset else [])

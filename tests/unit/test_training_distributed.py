@@ -243,14 +243,31 @@ def test_health_history_continues_after_a_resume(tmp_path: Path) -> None:
     assert fresh.check(step4) is None
 
 
-def test_pipeline_resume_resumes_training(tmp_path: Path) -> None:
-    from character.config import RunConfig
-    from character.config_layers import to_toml
-    from character.scales import resolve_run
+def test_pipeline_resume_resumes_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from character.config_layers import resolve
+    from character.runner import Runner
+    from tests.unit.test_runner import FakeStages
 
-    (tmp_path / "resolved_config.toml").write_text(to_toml(RunConfig()))
-    assert resolve_run(resume_dir=tmp_path, environ={}).config.train.resume is True
-    assert resolve_run(environ={}).config.train.resume is False
+    monkeypatch.setenv("CHARACTER_ARTIFACTS", str(tmp_path / "artifacts"))
+    res = resolve(environ={}, overrides={"pipeline.smoke": "none", "pipeline.report": False})
+    seen: list[tuple[str, bool]] = []
+    table = FakeStages().table()
+
+    def recording(stage: str):  # type: ignore[no-untyped-def]
+        def run(cfg, run_dir, **kw):  # type: ignore[no-untyped-def]
+            seen.append((stage, cfg.train.resume))
+            return table[stage](cfg, run_dir, **kw)
+
+        return run
+
+    stages = {s: recording(s) for s in table}
+    first = Runner(res, stages=stages, until="dpo", progress=False).run()
+    assert seen == [("distill", False), ("dpo", False)]
+    (first.run_dir / "dpo" / "manifest.json").unlink()  # killed during training
+    seen.clear()
+    Runner(res, run_dir=first.run_dir, stages=stages, until="dpo", progress=False).run()
+    assert seen == [("dpo", True)]  # only the unfinished stage reruns, and it resumes its checkpoints
+    assert "resume = true" not in (first.run_dir / "resolved_config.toml").read_text()
 
 
 # ---- QLoRA and trackers: clear errors ----------------------------------------------------------------
