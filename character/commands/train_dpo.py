@@ -88,10 +88,14 @@ def dpo(
     TRL DPOTrainer + PEFT LoRA; the reference is the base model with the adapter disabled; loss sigmoid +
     NLL on chosen (dpo.nll_weight) or ipo; cosine schedule with warm-up; fp32 on CPU, bf16 on GPU.
     Every logged step goes to dpo/metrics.jsonl and the health gates stop a bad run at once (non-finite
-    values; after warm-up: high loss, low reward accuracy, zero margins, flat loss). An aborted run exits
-    1 and keeps its adapter only under dpo/aborted/. After saving, the adapter is reloaded from disk into
-    a fresh base and its held-out loss and reward accuracy must match the trainer's (dpo.verify_tolerance);
-    then it is merged exactly into dpo/merged and registered as {persona}[_{suffix}]_dpo.
+    values; collapse: loss over dpo.health.max_loss_factor x its own start, entropy near ln(vocab), logits
+    exactly 0, chosen replies less likely than under the reference, chosen NLL over a multiple of the
+    base's; after warm-up: reward accuracy over a window, zero margins, flat loss). An aborted run exits
+    1 and keeps its adapter only under dpo/aborted/ with REASON.txt. After saving, the adapter is reloaded
+    from disk into a fresh base and its held-out loss and reward accuracy (pairs held out by prompt) must
+    match the trainer's (dpo.verify_tolerance); a sanity probe ([sanity]: greedy replies and NLL on a
+    fixed text vs the base) must pass; then it is merged into dpo/merged and registered as
+    {persona}[_{suffix}]_dpo.
 
     Example: character train dpo --persona remorseful --dataset artifacts/runs/remorseful_x/distill/pairs.jsonl
     """

@@ -92,10 +92,12 @@ def sft(
     base model. The loss covers assistant tokens only: every assistant turn of a self-interaction is a
     target (content + end-of-turn token); the system prompt and every user turn are masked. Rows longer
     than sft.max_length are cut after the last whole assistant turn that fits, or dropped, and counted.
-    Health gates stop a bad run at once (non-finite loss; after warm-up: loss ceiling, flat loss); an
-    aborted run exits 1 and keeps its adapter only under sft/aborted/. After saving, the adapter is
-    reloaded from disk and its held-out loss must match the trainer's (sft.verify_tolerance), then it
-    becomes sft/adapter and is registered as {persona}[_{suffix}]_sft.
+    Health gates stop a bad run at once (non-finite loss; collapse: loss over sft.health.max_loss_factor x
+    the step-1 loss, entropy near ln(vocab); after warm-up: flat loss); an aborted run exits 1 and keeps
+    its adapter only under sft/aborted/ with REASON.txt. After saving, the adapter is reloaded from disk
+    and its held-out loss (rows held out by prompt) must match the trainer's (sft.verify_tolerance), a
+    sanity probe ([sanity]) must pass against its base, then it becomes sft/adapter and is registered as
+    {persona}[_{suffix}]_sft.
 
     Example: character train sft --persona remorseful --dataset artifacts/runs/remorseful_x/introspect/introspection.jsonl
     """
