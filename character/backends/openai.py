@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import openai
 
-from character.backends.base import FAKE_TURN_STOPS, Completion, GenerationRequest, cut_at_stop
+from character.backends.base import FAKE_TURN_STOPS, Completion, GenerationRequest
 from character.backends.capabilities import (
     Capabilities,
     capabilities_for,
@@ -50,7 +50,9 @@ from character.backends.capabilities import (
     without,
 )
 from character.backends.request_body import GenerationConfigPolicy, sampling_fields
+from character.backends.seeds import sample_seed
 from character.backends.server import ModelCheck, verify_models
+from character.backends.stops import cut_at_stop as find_and_cut
 from character.errors import BackendError, ConfigError
 from character.progress import progress_bar
 
@@ -392,13 +394,19 @@ class OpenAIBackend:
         k = len(choices)
         for j, ch in enumerate(sorted(choices, key=lambda c: c.get("index", 0))):
             text = (ch.get("message") or {}).get("content") or ""
-            text, cut = cut_at_stop(text, stops)
+            # Client-side cut too (an endpoint may take fewer stop strings than we need); a fake-turn
+            # marker inside an open code block does not cut (stops.py).
+            text, hit = find_and_cut(text, stops)
             reason = ch.get("finish_reason")
-            finish: Literal["stop", "length"] = "length" if (reason == "length" and not cut) else "stop"
+            finish: Literal["stop", "length"] = "length" if (reason == "length" and hit is None) else "stop"
             # One usage block covers all choices: the prompt is each sample's prompt, the completion
             # tokens are shared out so that the sum over samples is what the endpoint billed.
             share = completion // k + (1 if j < completion % k else 0)
-            out.append(Completion(text.strip(), finish, prompt, share))
+            # The stop string that ended it: cut here, or named by the server (vLLM's `stop_reason`;
+            # an int there is a stop token id, which is EOS-like, so None).
+            server_stop = ch.get("stop_reason")
+            stopped_by = hit or (server_stop if isinstance(server_stop, str) and reason == "stop" else None)
+            out.append(Completion(text.strip(), finish, prompt, share, stopped_by=stopped_by))
         return out
 
     def _sample(self, req: GenerationRequest) -> list[Completion]:
@@ -407,7 +415,7 @@ class OpenAIBackend:
         while len(got) < p.n:
             j = len(got)
             want = p.n - j if self.caps.n else 1
-            seed = None if p.seed is None else p.seed + j
+            seed = None if p.seed is None else sample_seed(p.seed, j)
             batch = self._chat(req, want, seed)[:want]
             if len(batch) < want and "n" not in self._warned:
                 self._warn_once(

@@ -18,6 +18,7 @@ import pytest
 
 from character.backends.base import GenerationRequest, SamplingParams
 from character.backends.openai import OpenAIBackend, RetryPolicy
+from character.backends.seeds import sample_seed
 from character.backends.server import free_port
 from character.errors import BackendError, ConfigError
 
@@ -130,7 +131,8 @@ def test_429_and_500_then_success_loses_and_duplicates_nothing(server: FakeServe
     assert len(out) == len(prompts)
     for p, comps in zip(prompts, out, strict=True):
         # In order, n samples each, distinct seeds (seed + j), fake turn cut off.
-        assert [c.text for c in comps] == [f"re:{p}|seed=7|j=0", f"re:{p}|seed=8|j=0"]
+        # One request per sample (this endpoint has no `n`), each with its own sample seed.
+        assert [c.text for c in comps] == [f"re:{p}|seed=7|j=0", f"re:{p}|seed={sample_seed(7, 1)}|j=0"]
         assert all(c.finish_reason == "stop" and c.completion_tokens == 4 for c in comps)
     # Every sample generated exactly once on the server side, retries included.
     assert all(server.successes[p] == 2 for p in prompts)
@@ -185,7 +187,7 @@ def test_ignored_n_falls_back_to_one_request_per_sample(
     b = backend(server.url, provider="generic")
     with caplog.at_level(logging.WARNING):
         [comps] = b.generate(reqs(["q"], n=3, seed=1), progress=False)
-    assert [c.text for c in comps] == ["re:q|seed=1|j=0", "re:q|seed=2|j=0", "re:q|seed=3|j=0"]
+    assert [c.text for c in comps] == [f"re:q|seed={sample_seed(1, j)}|j=0" for j in range(3)]
     assert "asked for 3 choices, got 1" in caplog.text
 
 
