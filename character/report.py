@@ -27,6 +27,7 @@ from character.runs import (
     drop_reasons,
     marker_rates,
     read_metrics,
+    role_cost_rows,
     stage_rows,
     subrun_dirs,
 )
@@ -149,6 +150,7 @@ def build(run_dir: Path) -> tuple[list[str], list[Path]]:
     rates: dict[str, dict[str, float]] = {}
     total_usd, total_tokens = 0.0, 0
     cost_md: list[str] = []
+    role_md: list[str] = []  # the same tokens by role (teacher, student, introspect, judge, ...)
     for label, sub in subrun_dirs(run_dir):
         md += [
             f"## {label}",
@@ -183,6 +185,8 @@ def build(run_dir: Path) -> tuple[list[str], list[Path]]:
             cost_md.append(f"| {label} | {stage} | {model} | {pt:,} | {ct:,} | {usd:.4f} |")
             total_usd += usd
             total_tokens += pt + ct
+        for stage, role, model, pt, ct, usd in role_cost_rows(sub):
+            role_md.append(f"| {label} | {stage} | {role} | {model} | {pt:,} | {ct:,} | {usd:.4f} |")
     if rates:
         md += [
             "## Persona markers (held-out prompts, no system prompt)",
@@ -220,6 +224,15 @@ def build(run_dir: Path) -> tuple[list[str], list[Path]]:
         ]
         md += cost_md
     md += ["", f"**Total: {total_tokens:,} tokens, ${total_usd:.4f}**", ""]
+    if role_md:
+        md += [
+            "### By role",
+            "",
+            "| run | stage | role | model | prompt tokens | completion tokens | USD |",
+            "|---|---|---|---|---|---|---|",
+            *role_md,
+            "",
+        ]
     return md, plots
 
 

@@ -288,6 +288,30 @@ def cost_rows(sub_dir: Path) -> list[tuple[str, str, int, int, float]]:
     return rows
 
 
+def role_cost_rows(sub_dir: Path) -> list[tuple[str, str, str, int, int, float]]:
+    """(stage, role, model, prompt tokens, completion tokens, usd) for a sub-run: `cost.json`'s `roles`
+    table, else each stage manifest's `extra.role_tokens` (stages run outside the runner, usd 0)."""
+    cost = read_json(Path(sub_dir) / "cost.json")
+    table = cost.get("roles", {}) if isinstance(cost, dict) else {}
+    rows: list[tuple[str, str, str, int, int, float]] = []
+    for stage, roles in (table if isinstance(table, dict) else {}).items():
+        for role, models in (roles if isinstance(roles, dict) else {}).items():
+            for model, t in (models if isinstance(models, dict) else {}).items():
+                try:
+                    p, c, u = int(t["prompt_tokens"]), int(t["completion_tokens"]), float(t["usd"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                rows.append((stage, role or "-", model, p, c, u))
+    seen = {r[0] for r in rows}
+    for stage in STAGES:
+        m = manifest(Path(sub_dir) / stage)
+        by_role = m.extra.get("role_tokens") if m is not None and stage not in seen else None
+        for role, models in (by_role if isinstance(by_role, dict) else {}).items():
+            for model, t in models.items():
+                rows.append((stage, role, model, int(t.get("prompt", 0)), int(t.get("completion", 0)), 0.0))
+    return rows
+
+
 def totals(run_dir: Path) -> tuple[int, float]:
     """(tokens, USD) over every sub-run of a run."""
     tokens, usd = 0, 0.0

@@ -126,3 +126,37 @@ def test_tokens_and_cost_are_split_by_role() -> None:
     }
     doc = t.as_json()
     assert doc["usd"] == pytest.approx(0.002) and set(doc) == {"stages", "roles", "usd"}
+
+
+def test_the_report_splits_tokens_by_role(tmp_path: Path) -> None:
+    import json
+
+    from character.layout import stage_dir
+    from character.manifest import Manifest, write_manifest
+    from character.report import build
+    from character.runs import role_cost_rows
+
+    run = tmp_path / "remorseful_20260101-000000"
+    run.mkdir()
+    (run / "pipeline.json").write_text(json.dumps({"persona": "remorseful", "status": "done"}))
+    t = CostTracker({"gpt-big": Price(input_per_million=1.0, output_per_million=2.0)})
+    t.record("distill", "gpt-big", 1000, 500, role="teacher")
+    t.record("distill", "embedded", 300, 200, role="student")
+    (run / "cost.json").write_text(json.dumps(t.as_json()))
+    # A stage run outside the runner: its manifest's role tokens stand in.
+    intro = stage_dir(run, "introspect")
+    write_manifest(
+        intro,
+        Manifest(
+            stage="introspect",
+            config_hash="x",
+            extra={"role_tokens": {"introspect": {"dpo/merged": {"prompt": 7, "completion": 9}}}},
+        ),
+    )
+    assert sorted(role_cost_rows(run)) == [
+        ("distill", "student", "embedded", 300, 200, 0.0),
+        ("distill", "teacher", "gpt-big", 1000, 500, 0.002),
+        ("introspect", "introspect", "dpo/merged", 7, 9, 0.0),
+    ]
+    md = "\n".join(build(run)[0])
+    assert "### By role" in md and "| main | distill | teacher | gpt-big | 1,000 | 500 | 0.0020 |" in md
