@@ -58,7 +58,7 @@ class BackendConfig(Section):
     provider: Literal["auto", "vllm", "openai", "ollama", "transformers", "generic"] = "auto"
     """Kind of OpenAI-compatible endpoint, for its capability map (unsupported knobs are dropped with a warning); `auto` guesses from base_url."""
     base_url: str = "http://127.0.0.1:8000/v1"
-    """Endpoint of the openai backend (or where the managed vLLM server listens)."""
+    """Endpoint of the openai backend; for a managed vLLM server only its host counts (the port is backend.port, else a free one)."""
     api_key_env: str = "OPENAI_API_KEY"
     """Name of the environment variable holding the API key. The key itself is never stored or logged."""
     verify_model: bool = True
