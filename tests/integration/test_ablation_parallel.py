@@ -51,4 +51,4 @@ def test_parallel_ablation_shares_one_budget_and_counts_every_run(artifacts: Pat
         f"Total cost of every run, smoke runs included: ${total:.4f} of the shared $50 budget."
         in (root / "ablation.md").read_text()
     )
-    assert {r["pairs"] for r in summary.values()} == {3, 6}  # each scale its share of the pairs
+    assert 1 <= summary[50]["pairs"] <= 3 and 1 <= summary[100]["pairs"] <= 6  # each scale its share
