@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from character.errors import BackendError
+from character.errors import BackendError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,9 @@ class ManagedServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **(self.env or {})}
         if self.gpus:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpus))
+            env["CUDA_VISIBLE_DEVICES"] = visible_devices(
+                self.gpus, os.environ.get("CUDA_VISIBLE_DEVICES"), self.role
+            )
         log.info(
             "starting %s%s on %s:%d%s (log %s)",
             self.name,
@@ -218,6 +220,22 @@ class ManagedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def visible_devices(gpus: Sequence[int], inherited: str | None, role: str = "") -> str:
+    """CUDA_VISIBLE_DEVICES for a server on `gpus`, which index the GPUs this process sees: under
+    CUDA_VISIBLE_DEVICES=4,5 (a parallel ablation child, a SLURM allocation), GPU 0 is device 4."""
+    if inherited is None or not inherited.strip():
+        return ",".join(map(str, gpus))
+    ids = [x.strip() for x in inherited.split(",") if x.strip()]
+    bad = [g for g in gpus if not 0 <= g < len(ids)]
+    if bad:
+        key = f"roles.{role}.gpus" if role else "backend.gpus"
+        raise ConfigError(
+            f"{key} = {list(gpus)} but this process sees {len(ids)} GPU(s) (CUDA_VISIBLE_DEVICES={inherited}); "
+            f"GPU indices count from 0 within those: use indices below {len(ids)}"
+        )
+    return ",".join(ids[g] for g in gpus)
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int | None, str]:

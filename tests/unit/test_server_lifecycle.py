@@ -176,3 +176,20 @@ def test_sigterm_stops_the_servers_of_the_process(tmp_path: Path) -> None:
         time.sleep(0.1)
     assert not lifecycle.alive(pid, None) and port_is_free("127.0.0.1", port)
     assert entries(pidfile) == []
+
+
+def test_gpu_indices_count_within_the_inherited_visible_devices(
+    pidfile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from character.errors import ConfigError
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")  # e.g. a parallel ablation child's share
+    student = stand_in("student", [1])
+    student.start()
+    try:
+        assert get(student)["cuda"] == "5"
+    finally:
+        student.stop()
+    with pytest.raises(ConfigError, match=r"roles\.judge\.gpus = \[2\] but this process sees 2 GPU"):
+        stand_in("judge", [2]).start()
+    assert entries(pidfile) == []
