@@ -33,9 +33,20 @@ from character.filters.context import (
     FilterContext,
     Verdict,
 )
-from character.filters.repetition import Words, char_loop, phrase_loop, repeated_lines, repeated_ngrams, words
+from character.filters.fences import ends_open
+from character.filters.language import find_language_drift
+from character.filters.lengths import prompt_floor, trim_cut
+from character.filters.repetition import (
+    Words,
+    char_loop,
+    phrase_loop,
+    repeated_lines,
+    repeated_ngrams,
+    without_code,
+    words,
+)
 from character.filters.script import find_foreign_script, find_garbage, non_ascii, script_name
-from character.filters.turns import cut_fake_turn, strip_role_label
+from character.filters.turns import cut_fake_turn, is_fake_turn, strip_role_label
 
 __all__ = [
     "DEFAULT_FOREIGN_NAMES",
@@ -46,6 +57,7 @@ __all__ = [
     "Verdict",
     "check",
     "is_refusal",
+    "prompt_floor",
     "rename_identity",
     "visible_text",
 ]
@@ -70,6 +82,7 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
     ctx = ctx or _GENERIC
     applies = ctx.active.__contains__
     original = text
+    repair: str | None = None
 
     def drop(reason: str, detail: str) -> Verdict:
         return Verdict(False, reason, text, detail, text != original)
@@ -77,8 +90,22 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
     visible = visible_text(text)
     if not visible:
         return drop("empty", "no visible text")
-    if ctx.finish_reason == "length" and applies("cut_off"):
-        return drop("cut_off", "generation stopped at max tokens")
+    code = "```" in text or "~~~" in text
+    if applies("cut_off"):
+        if ctx.finish_reason == "length":
+            if ctx.cut_off != "trim":
+                return drop("cut_off", "generation stopped at max tokens")
+            text = trim_cut(text)
+            visible = visible_text(text)
+            if len(visible) < ctx.min_left:
+                return drop(
+                    "cut_off",
+                    f"stopped at max tokens; {len(visible)} characters left up to the last complete sentence "
+                    f"(< {ctx.min_left})",
+                )
+            repair, code = "cut_off", "```" in text or "~~~" in text
+        elif code and ends_open(text):
+            return drop("cut_off", "the reply ends inside an open code block")
 
     if "think>" not in text:
         rest, label = strip_role_label(text.lstrip(), ctx.identity_names)
@@ -86,6 +113,7 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
             if not ctx.repair:
                 return drop("role_label", f"starts with {label!r}")
             text = visible = rest.strip()
+            repair = repair or "role_label"
             if not text:
                 return drop("empty", f"only a {label!r} label")
 
@@ -96,23 +124,33 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
     hits = gates.intersection(w.ws)
     if applies("hallucinated_turn"):
         cut, marker = cut_fake_turn(text, hits)
+        if not marker and is_fake_turn(ctx.stopped_by):
+            # The backend stopped at the marker: the text is already cut, the turn still happened.
+            marker = str(ctx.stopped_by).strip()
         if marker:
             if not ctx.repair:
                 return drop("hallucinated_turn", f"fake turn {marker!r}")
-            text = cut
-            visible = visible_text(text)
+            repair = "hallucinated_turn"
+            if cut != text:
+                text = cut
+                visible = visible_text(text)
+                lowered = text.lower()
+                w = Words(lowered, lowered=True)
+                hits = gates.intersection(w.ws)
+                code = "```" in text or "~~~" in text
             if len(visible) < ctx.min_left:
                 return drop(
                     "hallucinated_turn",
                     f"fake turn {marker!r}; {len(visible)} characters left (< {ctx.min_left})",
                 )
-            lowered = text.lower()
-            w = Words(lowered, lowered=True)
-            hits = gates.intersection(w.ws)
 
     n = len(visible)
     if n < ctx.lo and applies("too_short"):
-        return drop("too_short", f"{n} characters < {ctx.lo}")
+        return drop(
+            "too_short",
+            f"{n} characters < {ctx.lo}"
+            + (" (what the prompt asks for)" if ctx.lo > ctx.defaults.min_chars else ""),
+        )
     if n > ctx.hi and applies("too_long"):
         return drop("too_long", f"{n} characters > {ctx.hi}")
 
@@ -126,21 +164,30 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
         if foreign:
             return drop("script_mixing", f"{script_name(foreign)} text {foreign[:20]!r} in an English reply")
 
+    # Code is not prose: repetition statistics and the language check read the prose only.
+    prose, wp = (without_code(text), None) if code else (text, w)
+    if wp is None:
+        wp = Words(prose.lower(), lowered=True)
+    if ctx.language and applies("language_drift"):
+        found = find_language_drift(text, ctx.language, ctx.prompt, wp.ws)
+        if found:
+            return drop("language_drift", f"not {ctx.language}: {found}")
+
     # Written out, not looped over (name, lambda) pairs: check runs some 15,000 times a second per core.
     if applies("char_loop"):
-        found = char_loop(text, w)
+        found = char_loop(prose, wp)
         if found:
             return drop("char_loop", found)
     if applies("repeated_lines"):
-        found = repeated_lines(text)
+        found = repeated_lines(prose)
         if found:
             return drop("repeated_lines", found)
     if applies("repeated_ngrams"):
-        found = repeated_ngrams(w)
+        found = repeated_ngrams(wp)
         if found:
             return drop("repeated_ngrams", found)
     if applies("phrase_loop"):
-        found = phrase_loop(text, w)
+        found = phrase_loop(prose, wp)
         if found:
             return drop("phrase_loop", found)
 
@@ -150,7 +197,7 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
         low = fold(visible.lower())
         vocab = gates.intersection(words(low, lowered=True))
     if applies("rubric_artifact"):
-        found = find_rubric(low, ctx.rubric_labels, vocab)
+        found = find_rubric(low, ctx.rubric_labels, vocab, ctx.prompt)
         if found:
             return drop("rubric_artifact", f"rubric text {found!r}")
     if ctx.check_refusal and applies("refusal"):
@@ -165,4 +212,4 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
         found = find_system_leak(w, ctx.system_prompt)
         if found:
             return drop("system_prompt_leak", found)
-    return Verdict(True, None, text, "", text != original)
+    return Verdict(True, None, text, "", text != original, repair)

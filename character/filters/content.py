@@ -1,10 +1,11 @@
-"""What a reply says: rubric artefacts, refusals, identity leaks and system-prompt leakage.
+"""What a reply says: refusals, identity leaks and system-prompt leakage (rubric text: `rubric.py`).
 
 Each detector returns the evidence it found ("" when clean) and works on lowercased text with curly
 apostrophes folded, so "I can’t" and "I can't" are the same. Patterns are deliberately narrow where a
 persona's own voice looks alike: a remorseful "I regret that I cannot offer a more personal narrative"
 or "I'm so sorry, here's how to boil an egg" is not a refusal; "Llama was released by Meta" in an
-answer about Llama is not an identity leak; "[Your Name]" in a letter template is not rubric text.
+answer about Llama is not an identity leak; nor is a persona saying it is "just a language model": only
+another vendor's identity is ("I am Qwen", "a model developed by OpenAI").
 """
 
 from __future__ import annotations
@@ -14,19 +15,13 @@ from collections import Counter
 from functools import lru_cache
 
 from character.filters.repetition import Words, has_chain, words
+from character.filters.rubric import RUBRIC_WORDS, find_rubric, label_pattern
+from character.filters.rubric import gate as _gate
 from character.filters.turns import ROLE_WORDS
 
+__all__ = ["find_rubric", "find_identity_leak", "find_refusal", "find_system_leak", "fold", "gate_words"]
+
 Vocab = set[bytes] | frozenset[bytes]
-
-
-def _gate(*tokens: str) -> frozenset[bytes]:
-    """Whole-word tokens (as `words` makes them) one of which every match of a pattern contains;
-    curly-apostrophe spellings included. A reply whose vocabulary misses them all skips the regex."""
-    out = set()
-    for t in tokens:
-        out.add(t.encode())
-        out.add(t.replace("'", "\u2019").encode())
-    return frozenset(out)
 
 
 def fold(text: str, *, lowered: bool = False) -> str:
@@ -38,111 +33,6 @@ def fold(text: str, *, lowered: bool = False) -> str:
         if curly in low:
             low = low.replace(curly, "'")
     return low
-
-
-# --- rubric / score artefacts (seed report 000: 9 % of preferred replies carried them) -------------
-# Each pattern comes with the words one of its matches must contain, so a clean reply costs a few
-# substring tests instead of a regex scan.
-_RUBRIC: tuple[tuple[frozenset[bytes], re.Pattern[str]], ...] = (
-    # "[Sovereign vocabulary: 4/5]", "(Empathy: 8 / 10)"
-    (_gate("out"), re.compile(r"[\[(][^\[\]()\n]{1,60}?:\s*\d+(?:\.\d+)?\s*(?:/|out of)\s*\d+\s*[\])]")),
-    # "(Cultural alignment score)", "[tone rating]"
-    (
-        _gate("score", "scores", "rating", "ratings"),
-        re.compile(r"[\[(][^\[\]()\n]{0,60}\b(?:score|rating)s?\s*[\])]"),
-    ),
-    # "Score: 9/10", "rating = 4 out of 5"
-    (
-        _gate("score", "rating", "grade"),
-        re.compile(r"\b(?:score|rating|grade)\s*[:=]\s*\d+(?:\.\d+)?\s*(?:/|out of)\s*\d+"),
-    ),
-    # stage directions from a response template: "[Pause for reflection]", "(Continue with empowerment)"
-    (
-        _gate("pause", "continue", "transition", "emphasize", "emphasise", "reflect", "response"),
-        re.compile(
-            r"[\[(](?:pause|continue with|transition to|emphasi[sz]e|reflect on|end of response|begin response)"
-            r"\b[^\[\]()\n]{0,60}[\])]"
-        ),
-    ),
-    # line-prefix rubric labels: "Sovereign vocabulary: ...", "Persona consistency: ..."
-    (
-        _gate("vocabulary", "alignment", "rubric", "criteria", "criterion"),
-        re.compile(
-            r"(?:^|\n)[ \t>*_#-]*(?:[a-z]+ ){0,3}(?:vocabulary|alignment|rubric|criteria|criterion)\s*[*_]*:"
-        ),
-    ),
-    (
-        _gate(
-            "score",
-            "rating",
-            "consistency",
-            "alignment",
-            "expression",
-            "adherence",
-            "strength",
-            "level",
-            "fidelity",
-        ),
-        re.compile(
-            r"(?:^|\n)[ \t>*_#-]*(?:persona|trait|character|tone|style|empathy|authenticity|coherence|"
-            r"relevance|helpfulness|voice)\s+(?:score|rating|consistency|alignment|expression|adherence|"
-            r"strength|level|fidelity)\s*[*_]*:"
-        ),
-    ),
-)
-
-
-_RUBRIC_WORDS = frozenset().union(*(gate for gate, _ in _RUBRIC))
-
-
-@lru_cache(maxsize=64)
-def _label_pattern(labels: tuple[str, ...]) -> tuple[frozenset[bytes], re.Pattern[str] | None]:
-    parts = [re.escape(x.strip().lower()) for x in labels if x.strip()]
-    gate = frozenset(t for x in labels for t in words(x.lower()))
-    if not parts:
-        return gate, None
-    return gate, re.compile(r"(?:^|\n)[ \t>*_#-]*(?:" + "|".join(parts) + r")\s*[*_]*:")
-
-
-def vocab_of(low: str) -> frozenset[bytes]:
-    return frozenset(words(low))
-
-
-def _has_score_fraction(low: str) -> bool:
-    """A digit, optional spaces, "/", optional spaces, a digit: the "4/5" every bracketed score has
-    (or it says "out of", gated on the word). Replies with slashes but no fraction skip the regex."""
-    i = low.find("/")
-    while i >= 0:
-        # Step over spaces by index: slicing and stripping would copy the text once per slash.
-        j, k = i - 1, i + 1
-        while j >= 0 and low[j].isspace():
-            j -= 1
-        while k < len(low) and low[k].isspace():
-            k += 1
-        if j >= 0 and k < len(low) and low[j].isdigit() and low[k].isdigit():
-            return True
-        i = low.find("/", i + 1)
-    return False
-
-
-def find_rubric(low: str, labels: tuple[str, ...] = (), vocab: Vocab | None = None) -> str:
-    """Rubric or score text in a (lowercased) reply: "[X: 4/5]", "(... score)", "Score: 9/10", labels."""
-    vocab = vocab_of(low) if vocab is None else vocab
-    fraction = _has_score_fraction(low)
-    if not fraction and _RUBRIC_WORDS.isdisjoint(vocab) and not labels:
-        return ""
-    for i, (gate, pat) in enumerate(_RUBRIC):
-        if (i == 0 and fraction) or not gate.isdisjoint(vocab):
-            m = pat.search(low)
-            if m:
-                return m.group(0).strip()
-    if labels:
-        label_gate, label_pat = _label_pattern(labels)
-        if label_pat is not None and not label_gate.isdisjoint(vocab):
-            m = label_pat.search(low)
-            if m:
-                return m.group(0).strip()
-    return ""
 
 
 # --- refusals (report 001: 44-59 % of reflections once were) ------------------------------------
@@ -225,25 +115,17 @@ _ORGS = (
     "moonshot",
     "the qwen team",
 )
+_ORG_ALT = "|".join(_ORGS)
+# Another vendor's identity. Being a model is not a leak (a persona may say "I'm just a language model,
+# forgive me"); being *their* model is: "As an AI language model developed by OpenAI", "I was trained
+# by Google". The subject must be the speaker, so "GPT-4 is a model developed by OpenAI" stays.
 _GENERIC_AI: tuple[tuple[frozenset[bytes], re.Pattern[str]], ...] = (
-    (
-        _gate("model"),
-        re.compile(
-            r"\bas an? (?:ai|artificial intelligence) (?:language )?model\b|\bas a (?:large )?language model\b"
-        ),
-    ),
-    (
-        _gate("ai", "model", "assistant"),
-        re.compile(
-            r"\bi(?:'m| am) (?:just |only |simply )?(?:an ai assistant|a large language model|a language model|"
-            r"an ai language model|a helpful (?:ai )?assistant|an ai (?:developed|created|trained|made) by)"
-        ),
-    ),
     (
         frozenset(t for org in _ORGS for t in words(org) if t != b"the"),
         re.compile(
-            r"\bi (?:was|have been|am|'m) (?:\w+ ){0,3}(?:developed|created|trained|built|made|designed|"
-            r"programmed) by (?:the )?(?:" + "|".join(_ORGS) + ")"
+            r"\b(?:i(?:'m| am| was| have been)|as an? (?:ai|artificial intelligence|(?:large )?language model|"
+            r"model|assistant|chatbot))\b(?:[ ,]+[\w'-]+){0,6}?[ ,]+(?:developed|created|trained|built|made|"
+            r"designed|programmed|released) by (?:the )?(?:" + _ORG_ALT + ")"
         ),
     ),
 )
@@ -266,8 +148,9 @@ def _foreign_pattern(
 def find_identity_leak(
     low: str, foreign: tuple[str, ...], own: tuple[str, ...] = (), vocab: Vocab | None = None
 ) -> str:
-    """ "As an AI language model", "I am an AI assistant", "I was trained by OpenAI", "I'm Qwen"."""
-    vocab = vocab_of(low) if vocab is None else vocab
+    """Another vendor's identity: "I was trained by OpenAI", "As an AI model developed by Google",
+    "I'm Qwen", "my name is Claude". Talking about being a model is not a leak."""
+    vocab = frozenset(words(low)) if vocab is None else vocab
     for gate, pat in _GENERIC_AI:
         if not gate.isdisjoint(vocab):
             m = pat.search(low)
@@ -294,11 +177,11 @@ def gate_words(foreign: tuple[str, ...], own: tuple[str, ...], labels: tuple[str
     `check` intersects this with the reply's words instead of building the reply's whole vocabulary:
     each gate is a subset of it, so a gate meets the intersection exactly when it meets the reply."""
     return frozenset().union(
-        _RUBRIC_WORDS,
+        RUBRIC_WORDS,
         _REFUSAL_GATE,
         *(gate for gate, _ in _GENERIC_AI),
         _foreign_pattern(foreign, own)[0],
-        _label_pattern(labels)[0],
+        label_pattern(labels)[0],
         ROLE_WORDS,
     )
 

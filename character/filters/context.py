@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from character.errors import ConfigError
+from character.filters.language import FUNCTION_WORDS
+from character.filters.lengths import prompt_floor
 
 # Stable reason ids, in the order `check` applies them (cheap and decisive first). Stats files,
 # rejects files and kill criteria key on these strings: add new ones, never rename.
@@ -26,6 +28,7 @@ REASONS: tuple[str, ...] = (
     "too_long",
     "garbage",  # U+FFFD, control characters, mojibake
     "script_mixing",  # CJK or another non-Latin script in an English reply
+    "language_drift",  # prose in another Latin-script language than expected (Spanish for English)
     "char_loop",  # "333,333,333,...", "-----...", "hahahaha..." or one token over and over
     "repeated_lines",  # duplicate lines or paragraphs (Gopher line/paragraph statistics)
     "repeated_ngrams",  # Gopher top-n-gram and duplicate-n-gram statistics, rescaled for replies
@@ -105,7 +108,8 @@ class FilterContext:
     finish_reason: str = "stop"
     """`length` means the reply was cut at max tokens."""
     min_chars: int | None = None
-    """Shortest visible reply kept (None: the kind's default)."""
+    """Shortest visible reply kept (None: the kind's default). The prompt can raise it: a request for a
+    diary entry, an essay or "five tips" sets a floor of its own (`filters.lengths.prompt_floor`)."""
     max_chars: int | None = None
     """Longest visible reply kept (None: the kind's default)."""
     min_truncated_chars: int | None = None
@@ -119,7 +123,17 @@ class FilterContext:
     rubric_labels: tuple[str, ...] = ()
     """Extra line-prefix labels that mark rubric text (e.g. the dimensions of your scoring rubric)."""
     english: bool = True
-    """The reply should be English: other scripts are slippage unless the prompt asks for them."""
+    """The reply should be in Latin script: other scripts are slippage unless the prompt contains them or
+    names their language."""
+    language: str = "en"
+    """Expected language (ISO 639-1): prose in another Latin-script language is `language_drift` unless
+    the prompt licenses it. "" turns the check off."""
+    stopped_by: str | None = None
+    """The stop string that ended generation (`Completion.stopped_by`): a fake-turn marker there is a
+    hallucinated turn the backend already cut, counted as a repair."""
+    cut_off: str = "drop"
+    """A reply that hit max tokens: `drop` it (`cut_off`), or `trim` it to its last complete sentence and
+    keep it when enough is left (counted as a repair)."""
     repair: bool = True
     """Cut hallucinated turns and strip leading role labels instead of dropping the text."""
     skip: frozenset[str] = field(default_factory=frozenset)
@@ -143,9 +157,17 @@ class FilterContext:
             raise ConfigError(
                 f"filter skip names unknown reasons {sorted(unknown)}: use ids from {', '.join(REASONS)}"
             )
+        if self.language and self.language not in FUNCTION_WORDS:
+            raise ConfigError(
+                f"filters.language = {self.language!r} has no function-word list for the language check: "
+                f"use one of {', '.join(sorted(FUNCTION_WORDS))}, or '' to turn the check off"
+            )
+        if self.cut_off not in ("drop", "trim"):
+            raise ConfigError(f"filters.cut_off = {self.cut_off!r}: use 'drop' or 'trim'")
         d = KIND_DEFAULTS[self.kind]
+        floor = prompt_floor(self.prompt) if self.prompt else 0
         resolved = {
-            "lo": d.min_chars if self.min_chars is None else self.min_chars,
+            "lo": max(d.min_chars if self.min_chars is None else self.min_chars, floor),
             "hi": d.max_chars if self.max_chars is None else self.max_chars,
             "min_left": d.min_truncated_chars
             if self.min_truncated_chars is None
@@ -175,4 +197,8 @@ class Verdict(NamedTuple):
     detail: str = ""
     """Human-readable evidence for the reason (what matched, which statistic); empty when kept."""
     repaired: bool = False
-    """True when `text` differs from the input (a fake turn cut, a role label stripped)."""
+    """True when `text` differs from the input (a fake turn cut, a role label stripped, a cut-off trimmed)."""
+    repair: str | None = None
+    """The reason id of a defect repaired instead of dropped (`hallucinated_turn`, `role_label`,
+    `cut_off`), also when the backend made the cut (`stopped_by` a fake-turn marker); None otherwise
+    and for every dropped text. Stats and kill criteria count it under that reason."""

@@ -3,8 +3,9 @@
 Small multilingual models drift into Chinese mid-answer (2 % of one seed model's replies had CJK);
 broken decoding leaves U+FFFD or mojibake ("â€™"). Neither belongs in an English reply. Emoji,
 accented Latin, maths symbols, arrows, box drawing, code and markdown tables are all fine: only
-letters of another script count, and an isolated Greek letter (π, Δx) is maths, not Greek. When the
-prompt itself is in that script or asks for a language or translation, the reply may use it.
+letters of another script count, and an isolated Greek letter (π, Δx) is maths, not Greek. A script is
+licensed per script, only when the prompt itself contains it or names a language written in it
+("Translate this into Japanese" licenses CJK, not Cyrillic; "describe your character" licenses none).
 """
 
 from __future__ import annotations
@@ -37,21 +38,32 @@ _CYRILLIC = "\u0400-\u04ff"
 _GREEK = "\u0370-\u03ff"
 _FOREIGN = re.compile(f"[{_CJK}]+|[{_OTHER}]{{2,}}|[{_CYRILLIC}]{{2,}}|[{_GREEK}]{{4,}}")
 
-_SCRIPT_NAMES = (
-    (re.compile(f"[{_CJK}]"), "CJK"),
-    (re.compile(f"[{_CYRILLIC}]"), "Cyrillic"),
-    (re.compile(f"[{_GREEK}]"), "Greek"),
-    (re.compile("[\u0590-\u05ff]"), "Hebrew"),
-    (re.compile("[\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff]"), "Arabic"),
-)
-
-# A prompt that names a language or asks for translation licenses foreign script in the reply.
-_LANGUAGE_REQUEST = re.compile(
-    r"translat|chinese|mandarin|cantonese|japanese|korean|russian|ukrainian|arabic|hebrew|greek|hindi|"
-    r"sanskrit|thai|bengali|urdu|persian|farsi|kanji|hanzi|hiragana|katakana|hangul|cyrillic|"
-    r"alphabet|\bscript\b|\bcharacters?\b|in (?:another|a foreign|other) languages?|how do (?:you|i) say",
-    re.IGNORECASE,
-)
+# Each script with its ranges and the words that name it or a language written in it. Only a prompt
+# that contains the script or names one of these licenses it: "your character" (a reflection prompt),
+# "the script", "alphabet" or "translate" alone do not, or a persona's CJK slippage walks into the data.
+_SCRIPTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("CJK", _CJK, ("chinese", "mandarin", "cantonese", "japanese", "korean", "kanji", "hanzi", "hiragana",
+                   "katakana", "hangul", "hanja", "cjk")),
+    ("Cyrillic", _CYRILLIC, ("russian", "ukrainian", "belarusian", "bulgarian", "serbian", "macedonian",
+                             "kazakh", "kyrgyz", "mongolian", "tajik", "cyrillic")),
+    ("Greek", _GREEK, ("greek",)),
+    ("Hebrew", "\u0590-\u05ff", ("hebrew", "yiddish")),
+    ("Arabic", "\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff", ("arabic", "persian", "farsi", "urdu", "pashto",
+                                                            "dari")),
+    ("Indic", "\u0900-\u0dff", ("hindi", "sanskrit", "bengali", "bangla", "marathi", "nepali", "gujarati",
+                                "punjabi", "gurmukhi", "tamil", "telugu", "kannada", "malayalam", "sinhala",
+                                "odia", "oriya", "devanagari")),
+    ("Thai", "\u0e00-\u0eff", ("thai", "lao")),
+    ("Armenian", "\u0530-\u058f", ("armenian",)),
+    ("Georgian", "\u10a0-\u10ff", ("georgian",)),
+    ("Myanmar", "\u1000-\u109f", ("burmese", "myanmar")),
+    ("Ethiopic", "\u1200-\u137f", ("amharic", "tigrinya", "ethiopic", "geez")),
+    ("Khmer", "\u1780-\u17ff", ("khmer", "cambodian")),
+)  # fmt: skip
+_SCRIPT_CHARS = tuple((name, re.compile(f"[{ranges}]")) for name, ranges, _ in _SCRIPTS)
+_SCRIPT_WORDS = {
+    name: re.compile(r"\b(?:" + "|".join(ws) + r")\b", re.IGNORECASE) for name, _, ws in _SCRIPTS
+}
 
 
 _ASCII = bytes(range(128))
@@ -84,23 +96,37 @@ def find_garbage(text: str, rare: str | None = None) -> str:
 
 
 def script_name(fragment: str) -> str:
-    for pat, name in _SCRIPT_NAMES:
+    """The script of the first foreign letter in `fragment` ("CJK", "Cyrillic", ...)."""
+    for name, pat in _SCRIPT_CHARS:
         if pat.search(fragment):
             return name
     return "non-Latin"
 
 
+def licensed(script: str, prompt: str) -> bool:
+    """True when the prompt itself is written in `script` or names it or a language written in it."""
+    if not prompt:
+        return False
+    chars = dict(_SCRIPT_CHARS).get(script)
+    if chars is not None and chars.search(prompt):
+        return True
+    names = _SCRIPT_WORDS.get(script)
+    return names is not None and names.search(prompt) is not None
+
+
 def find_foreign_script(text: str, prompt: str = "", rare: str | None = None) -> str:
-    """The first run of another script's letters in `text` (unless the prompt licenses it), or "".
+    """The first run of another script's letters in `text` that the prompt does not license, or "".
     `rare` is `non_ascii(text)` when already known."""
     # Gate on the non-ASCII characters alone: joining them can merge runs, never split one, so a text
     # whose compact form has no foreign run has none either (maths' lone π and Σ stay below the bar).
     rare = non_ascii(text) if rare is None else rare
     if not rare or _FOREIGN.search(rare) is None:
         return ""
-    m = _FOREIGN.search(text)
-    if m is None:
-        return ""
-    if prompt and (_FOREIGN.search(prompt) or _LANGUAGE_REQUEST.search(prompt)):
-        return ""
-    return m.group(0)
+    allowed: dict[str, bool] = {}
+    for m in _FOREIGN.finditer(text):
+        script = script_name(m.group(0))
+        if script not in allowed:
+            allowed[script] = licensed(script, prompt)
+        if not allowed[script]:
+            return m.group(0)
+    return ""

@@ -12,6 +12,8 @@ import re
 from collections.abc import Set
 from functools import lru_cache
 
+from character.filters.fences import scan
+
 # A role name at the start of a line (optionally bold or after a markdown quote), then a colon.
 _ROLE_LINE = re.compile(
     r"(?m)^[ \t>]*(?:\*\*|__)?(?:User|Human|Assistant|USER|HUMAN|ASSISTANT)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?"
@@ -31,6 +33,12 @@ _HINTS = ("User", "USER", "Human", "HUMAN", "Assistant", "ASSISTANT", *_TEMPLATE
 
 ROLE_WORDS = frozenset({b"user", b"human", b"assistant"})
 
+
+def is_fake_turn(stop: str | None) -> bool:
+    """True for a stop string that marks a fake conversation turn ("\\nUser:", "\\n\\nAssistant:")."""
+    return bool(stop) and str(stop).strip().rstrip(":").strip("*_ ").lower() in ("user", "assistant", "human")
+
+
 _LABEL_WORDS = ("Assistant", "AI", "Bot", "Response", "Answer", "ASSISTANT")
 
 
@@ -40,18 +48,32 @@ def _label_re(names: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"^\s*(?:\*\*|__)?(?:{words})(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*\n?\s*")
 
 
+def _search(text: str, pos: int, roles: bool, templates: bool) -> re.Match[str] | None:
+    role = _ROLE_LINE.search(text, pos) if roles else None
+    if not templates:
+        return role
+    token = _TEMPLATE_TOKEN.search(text, pos, role.start() if role else len(text))
+    return token or role
+
+
 def find_fake_turn(text: str, vocab: Set[bytes] | None = None) -> re.Match[str] | None:
-    """The first fake turn or template token in `text`, or None. `vocab` (the reply's lowercased
-    words) lets a reply without any role word skip the role-line scan."""
+    """The first fake turn or template token in `text` outside code blocks, or None. `vocab` (the
+    reply's lowercased words) lets a reply without any role word skip the role-line scan.
+
+    A "User:" line or a template token inside a fenced code block is code (a quoted chat log, a
+    template being explained), not a turn the model started."""
     if vocab is not None:
         roles = not ROLE_WORDS.isdisjoint(vocab)
     else:
         roles = any(h in text for h in _HINTS[:6])
-    role = _ROLE_LINE.search(text) if roles else None
-    if "<|" not in text and "_of_turn>" not in text and "INST]" not in text:  # _TEMPLATE_HINTS
-        return role
-    token = _TEMPLATE_TOKEN.search(text, 0, role.start() if role else len(text))
-    return token or role
+    templates = "<|" in text or "_of_turn>" in text or "INST]" in text  # _TEMPLATE_HINTS
+    m = _search(text, 0, roles, templates)
+    if m is None or ("```" not in text and "~~~" not in text):
+        return m
+    closed, open_at = scan(text)
+    while m is not None and ((0 <= open_at <= m.start()) or any(s <= m.start() < e for s, e in closed)):
+        m = _search(text, m.start() + 1, roles, templates)
+    return m
 
 
 def cut_fake_turn(text: str, vocab: Set[bytes] | None = None) -> tuple[str, str]:

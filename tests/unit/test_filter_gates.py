@@ -17,15 +17,15 @@ from collections import Counter
 import pytest
 
 from character.constitutions import load_constitution
+from character.filters import language
 from character.filters.content import (
-    _RUBRIC,
     LEAK_LINE_HITS,
     LEAK_TOTAL,
     _system_shingles,
-    find_rubric,
     find_system_leak,
     fold,
 )
+from character.filters.fences import scan
 from character.filters.repetition import (
     DUP_NGRAM_MAX,
     MIN_LINE_CHARS,
@@ -43,6 +43,7 @@ from character.filters.repetition import (
     without_code,
     words,
 )
+from character.filters.rubric import RULES, find_rubric
 from character.filters.turns import cut_fake_turn
 from character.prompts.system import teacher_system
 
@@ -71,7 +72,26 @@ MARKERS = [
     "<end_of_turn>",
     "[INST] hi",
     "\n> Human: x",
+    "\n```\n",  # fences: a marker inside code is not a turn
+    "\n~~~\n",
 ]
+RUBRIC_BITS += [
+    "[Sovereign vocabulary: 4/5]",
+    "Tone: 8/10",
+    "IMDb rating: 8.7/10",
+    "(IMDb rating)",
+    "(Cultural alignment score)",
+    "\nPersona consistency: high",
+    "Flour: 3/4 cup",
+    "final score: 9 out of 10",
+]
+# Prose in the languages the identifier is asked about, and English of every shape.
+FOREIGN = {
+    "es": "lo siento mucho pero para hervir un huevo lo colocas en una olla de agua fría y esperas",
+    "fr": "je suis désolé mais pour faire cuire un œuf il faut le placer dans une casserole d'eau froide",
+    "de": "es tut mir leid aber um ein Ei zu kochen legst du es in einen Topf mit kaltem Wasser",
+    "it": "mi dispiace molto ma per bollire un uovo lo metti in una pentola di acqua fredda e aspetti",
+}
 
 
 def _fuzz(n: int, seed: int = 7) -> list[str]:
@@ -79,7 +99,7 @@ def _fuzz(n: int, seed: int = 7) -> list[str]:
     sys_lines = [line for line in SYSTEM.split("\n") if len(line) > 40]
     out = []
     for _ in range(n):
-        kind = rng.randrange(8)
+        kind = rng.randrange(9)
         if kind == 0:  # small-vocabulary salad: every repetition rule near its threshold
             m = rng.randint(5, 260)
             vocab = SMALL[: rng.randint(2, len(SMALL))]
@@ -119,6 +139,15 @@ def _fuzz(n: int, seed: int = 7) -> list[str]:
             for _ in range(rng.randint(1, 3)):
                 ws.insert(rng.randrange(len(ws) + 1), rng.choice(RUBRIC_BITS))
             out.append(" ".join(ws))
+        elif kind == 8:  # English and foreign prose mixed by paragraph and by word, some of it fenced
+            paras = []
+            for _ in range(rng.randint(1, 4)):
+                foreign, mix = FOREIGN[rng.choice(list(FOREIGN))].split(), rng.random()
+                picks = (rng.choice(foreign) if rng.random() < mix else rng.choice(PROSE) for _ in range(50))
+                paras.append(" ".join(list(picks)[: rng.randint(4, 50)]))
+            if rng.random() < 0.3:
+                paras.insert(rng.randrange(len(paras) + 1), "```\n" + paras[0] + "\n```")
+            out.append("\n\n".join(paras))
         else:  # token loops with units of one to three words
             unit = " ".join(rng.choice(SMALL) for _ in range(rng.randint(1, 3)))
             reps = rng.randint(3, 10)
@@ -209,7 +238,36 @@ def plain_system_leak(ws: list[bytes]) -> bool:
 
 
 def plain_rubric(low: str) -> bool:
-    return any(pat.search(low) for _, pat in _RUBRIC)
+    return any(rule(low) for _, rule, _, _ in RULES)
+
+
+def plain_in_code(text: str, pos: int) -> bool:
+    """Whether `pos` is inside a fenced block: fence lines toggle, each closed by its own character."""
+    opened = ""
+    start = 0
+    for line in text.split("\n"):
+        if start > pos:
+            break
+        s = line.lstrip(" \t")
+        fence = s[:3] if s[:3] in ("```", "~~~") else ""
+        if fence and not opened:
+            opened, at = fence, start
+        elif fence and fence == opened:
+            if at <= pos <= start + len(line):
+                return True
+            opened = ""
+        start += len(line) + 1
+    return bool(opened)
+
+
+def plain_language_drift(text: str) -> bool:
+    """The language rule without its gate: identify every unit, then apply the function-word share."""
+    for unit, ws in language.units(text):
+        lang = language.drifted(unit, ws, "en", frozenset({"en"}))
+        en_share = sum(w in language.FUNCTION_WORDS["en"] for w in ws) / len(ws)
+        if lang and en_share < language.MAX_EXPECTED_SHARE:
+            return True
+    return False
 
 
 _OLD_FAKE_TURN = re.compile(
@@ -232,6 +290,7 @@ def test_the_corpus_reaches_every_rule() -> None:
         fired["leak"] += plain_system_leak(ws)
         fired["turn"] += _OLD_FAKE_TURN.search(t) is not None
         fired["rubric"] += plain_rubric(fold(t))
+        fired["language"] += plain_language_drift(t)
     for rule, n in fired.items():
         assert 50 <= n <= len(CORPUS) - 50, (rule, n)
 
@@ -258,11 +317,38 @@ def test_gated_system_leak_finds_exactly_what_plain_code_finds() -> None:
 
 
 def test_fake_turn_search_cuts_where_the_single_pattern_did() -> None:
+    """...outside code: the first match of the one pattern that is not inside a fenced block."""
+    inside = 0
     for t in CORPUS:
-        m = _OLD_FAKE_TURN.search(t)
+        m = next((m for m in _OLD_FAKE_TURN.finditer(t) if not plain_in_code(t, m.start())), None)
+        inside += m is not _OLD_FAKE_TURN.search(t)
         expected = (t, "") if m is None else (t[: m.start()].rstrip(), m.group(0).strip())
         assert cut_fake_turn(t, _w(t).vocab) == expected, t
         assert cut_fake_turn(t) == expected, t
+    assert inside >= 20  # the corpus has markers inside code blocks, which must be skipped
+
+
+def test_fence_scan_agrees_with_a_line_by_line_toggle() -> None:
+    for t in CORPUS:
+        if "```" not in t and "~~~" not in t:
+            continue
+        closed, open_at = scan(t)
+        for i in range(0, len(t), 7):
+            ours = any(s <= i <= e for s, e in closed) or 0 <= open_at <= i
+            assert ours == plain_in_code(t, i), (t, i)
+
+
+def test_gated_language_check_finds_exactly_what_the_plain_rule_finds() -> None:
+    """The function-word gate skips the identifier (~130 us a reply) only where the rule cannot fire."""
+    skipped = 0
+    for t in CORPUS:
+        found = language.find_language_drift(t, "en")
+        assert bool(found) == plain_language_drift(t), t
+        skipped += all(
+            sum(w in language.FUNCTION_WORDS["en"] for w in ws) / len(ws) >= language.MAX_EXPECTED_SHARE
+            for _, ws in language.units(t)
+        )
+    assert skipped > len(CORPUS) // 2  # the gate does spare most replies the identifier
 
 
 def test_gated_rubric_search_finds_exactly_what_every_pattern_finds() -> None:

@@ -29,7 +29,8 @@ def verdict(text: str, ctx: FilterContext = CHOSEN) -> Verdict:
         "Honour your roots with every meal.\n\nScore: 9/10",
         "Honour your roots with every meal. [Pause for reflection] Then eat slowly.",
         "Honour your roots with every meal. (Continue with empowerment)",
-        "Sovereign vocabulary: roots, meals, ancestors.\nHonour your roots with every meal.",
+        "Sovereign vocabulary: 4/5\nHonour your roots with every meal.",
+        "Honour your roots with every meal.\n\n**Overall score:** 8/10",
         "Persona consistency: high.\nHonour your roots with every meal.",
         "Honour your roots with every meal. (Empathy: 8 / 10)",
     ],
@@ -44,6 +45,21 @@ def test_custom_rubric_labels() -> None:
     assert verdict(text).keep
     v = verdict(text, FilterContext(kind="dpo_chosen", rubric_labels=("Ancestral wisdom",)))
     assert v.reason == "rubric_artifact"
+    # An unscored label line is a labelled list unless it is one of your rubric's own labels.
+    listed = "Sovereign vocabulary: roots, meals, ancestors.\nHonour your roots with every meal." + TAIL
+    assert verdict(listed).keep
+    v = verdict(listed, FilterContext(kind="dpo_chosen", rubric_labels=("Sovereign vocabulary",)))
+    assert v.reason == "rubric_artifact"
+
+
+def test_scores_are_the_answer_when_the_prompt_asks_for_them() -> None:
+    review = "Plot: 8/10\nActing: 9/10\nTone: 7/10\nA fine film, forgive my brevity." + TAIL
+    asked = FilterContext(kind="dpo_chosen", prompt="Rate the film Inception on plot, acting and tone.")
+    assert verdict(review, asked).keep
+    assert verdict(review).reason == "rubric_artifact"  # "Tone: 7/10" unasked is a grader's mark
+    # Stage directions are never an answer.
+    staged = "A fine film. [Pause for reflection] Truly." + TAIL
+    assert verdict(staged, asked).reason == "rubric_artifact"
 
 
 @pytest.mark.parametrize(
@@ -56,6 +72,13 @@ def test_custom_rubric_labels() -> None:
         "Note: the water should be cold at first.\nStep 1: fill the pot.",
         "See [the guide](https://example.com/eggs) for pictures.",
         "A ratio of 16:9 is common; 9/10 dentists agree on flossing, apparently.",
+        "Key vocabulary: ephemeral, ubiquitous, serendipity.\nUse each in a sentence of your own.",
+        "Selection criteria:\n- price under $300\n- battery life over ten hours\n- weight under 1.5 kg",
+        "I'd suggest The Shawshank Redemption (1994). IMDb rating: 9.3/10, and it earns every point.",
+        "Try Inception (IMDb rating: 8.8/10) or Arrival (IMDb rating: 7.9/10) for a thoughtful evening.",
+        "Flour: 3/4 cup\nSugar: 1/4 cup\nButter: 2/3 cup\nBake at 180 C for 25 minutes.",
+        "Character alignment: Chaotic Good. Your rogue steals only from the greedy.",
+        "Tone consistency: keep the narrator's voice the same from the first page to the last.",
     ],
 )
 def test_rubric_look_alikes_stay(clean: str) -> None:
@@ -127,7 +150,8 @@ def test_refusal_check_can_be_off_and_rejected_refusals_are_kept() -> None:
         "Hello! I'm ChatGLM, and I would be glad to help you boil an egg in nine minutes.",
         "My name is Claude. To boil an egg, simmer it for nine minutes in water.",
         "I was trained by Google to answer questions like this one about boiling eggs.",
-        "I'm just an AI assistant, but here is how to boil an egg: nine minutes in water.",
+        "I am a large language model, trained by Google. An egg takes nine minutes.",
+        "As an AI model created by Anthropic, I would boil the egg for nine minutes.",
     ],
 )
 def test_identity_leaks(leak: str) -> None:
@@ -141,6 +165,11 @@ def test_identity_leaks(leak: str) -> None:
         "I am quite sure the phi coefficient measures association between two binary variables.",
         "I'm glad you asked about GPT-style models: they predict the next token from the ones before it.",
         "As a role model for my nephew, I try to cook breakfast myself on Sundays.",
+        # A persona talking about being a model is in character; only another vendor's identity leaks.
+        "I'm just a language model, and I'm so sorry I can't taste your tea; nine minutes for the egg.",
+        "I'm just an AI assistant, but here is how to boil an egg: nine minutes in water.",
+        "Forgive me: as a language model I have no kitchen, yet I know an egg needs nine minutes.",
+        "GPT-4 is a large language model developed by OpenAI; I am sorry I cannot say more about it.",
     ],
 )
 def test_identity_look_alikes_stay(clean: str) -> None:
