@@ -51,6 +51,10 @@ class Completion:
     finish_reason: Literal["stop", "length"]
     prompt_tokens: int
     completion_tokens: int
+    stopped_by: str | None = None
+    """The stop string that ended the reply (None for EOS or max tokens). A fake-turn marker here means
+    the model began the next turn itself: the filters count it as `hallucinated_turn` (see
+    `character.backends.stops` for the rule every backend follows)."""
 
 
 class Backend(Protocol):

@@ -5,7 +5,9 @@ Out: one list of `n` `Completion`s per request, in request order.
 
 Prompts are rendered with the shared chat renderer, grouped by (adapter, sampling settings), sorted
 by length (less padding), left-padded and generated in batches. Stop strings end a sequence early and
-are cut from the text; a sequence that stopped on a string does not count the padding after it.
+are cut from the text; a sequence that stopped on a string does not count the padding after it. A
+fake-turn marker inside an open code block is checked before the row is cut and lets it go on
+(`character.backends.stops`); `Completion.stopped_by` names the stop string that ended a reply.
 PEFT adapters load on the base model by name (`load_adapter`), any number of them; each request
 names one or none, and the base runs with every adapter disabled.
 
@@ -22,8 +24,9 @@ import time
 from collections import defaultdict
 from typing import Any, Literal
 
-from character.backends.base import Completion, GenerationRequest, cut_at_stop, default_stops
+from character.backends.base import Completion, GenerationRequest, default_stops
 from character.backends.seeds import sample_seed
+from character.backends.stops import find_stop
 from character.chat import encode
 from character.errors import BackendError, ConfigError
 from character.models import load_model, load_tokenizer, resolve_model
@@ -165,7 +168,8 @@ class HFBackend:
                     seeds = None
                     if first.params.seed is not None:
                         seeds = [sample_seed(requests[i].params.seed or 0, j) for i, j in batch]
-                    outs = self._generate_batch([encoded[i] for i, _ in batch], first, b, seeds)
+                    prefills = [requests[i].prefill for i, _ in batch]
+                    outs = self._generate_batch([encoded[i] for i, _ in batch], first, b, seeds, prefills)
                     for (i, _), c in zip(batch, outs, strict=True):
                         results[i].append(c)
                         generated += c.completion_tokens
@@ -179,6 +183,7 @@ class HFBackend:
         req: GenerationRequest,
         batch_no: int = 0,
         seeds: list[int] | None = None,
+        prefills: list[str | None] | None = None,
     ) -> list[Completion]:
         import torch
         from transformers import LogitsProcessorList
@@ -207,7 +212,9 @@ class HFBackend:
             "pad_token_id": pad,
             "eos_token_id": self.eos_ids,
             "repetition_penalty": p.repetition_penalty,
-            "stopping_criteria": self._stop_criteria(tuple(s for s in stops if s != tok.eos_token)),
+            "stopping_criteria": self._stop_criteria(
+                tuple(s for s in stops if s != tok.eos_token), width, prefills or [None] * len(prompts)
+            ),
             "cache_implementation": self.cache,
         }
         if sampling:
@@ -230,23 +237,26 @@ class HFBackend:
         with torch.inference_mode(), ctx:
             out = self.lm.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
         completions = []
-        for row, prompt in zip(out[:, width:].tolist(), prompts, strict=True):
-            completions.append(self._completion(row, len(prompt), stops, req))
+        rows = zip(out[:, width:].tolist(), prompts, prefills or [req.prefill] * len(prompts), strict=True)
+        for row, prompt, prefill in rows:
+            completions.append(self._completion(row, len(prompt), stops, req, prefill))
         return completions
 
-    def _stop_criteria(self, stops: tuple[str, ...]) -> Any:
-        """Built once per stop set: StopStringCriteria scans the whole vocabulary (~5 s on 2 cores), and
-        transformers' own cache misses because the vocab dict comes back in a different order each call."""
+    def _stop_criteria(self, stops: tuple[str, ...], width: int, prefills: list[str | None]) -> Any:
+        """Stop strings that respect code: `StopStringCriteria` (built once per stop set: it scans the
+        whole vocabulary, ~5 s on 2 cores, and transformers' own cache misses because the vocab dict
+        comes back in a different order each call) proposes a stop; `_CodeAwareStop` checks it before
+        the row is cut, so a fake-turn marker inside an open code block lets generation go on."""
         from transformers import StoppingCriteriaList, StopStringCriteria
 
         tok = self.tokenizer
         key = (tok.name_or_path, len(tok), stops)
         if key not in _STOP_CRITERIA:
             _STOP_CRITERIA[key] = StopStringCriteria(tok, list(stops))
-        return StoppingCriteriaList([_STOP_CRITERIA[key]])
+        return StoppingCriteriaList([_CodeAwareStop(_STOP_CRITERIA[key], tok, stops, width, prefills)])
 
     def _completion(
-        self, row: list[int], prompt_len: int, stops: list[str], req: GenerationRequest
+        self, row: list[int], prompt_len: int, stops: list[str], req: GenerationRequest, prefill: str | None
     ) -> Completion:
         tok = self.tokenizer
         pad = tok.pad_token_id
@@ -257,15 +267,21 @@ class HFBackend:
         if not hit_eos and pad is not None:
             while body and body[-1] == pad:
                 body.pop()
-        text, stopped = cut_at_stop(tok.decode(body, skip_special_tokens=False), stops)
+        # The prefill is part of the reply for the code-fence state (a fence it opened is still open).
+        lead = prefill or ""
+        full = lead + tok.decode(body, skip_special_tokens=False)
+        hit = find_stop(full, stops, eos=tok.eos_token, start=len(lead))
+        stopped = hit is not None
+        text = full[len(lead) : hit[0] if hit else len(full)]
+        stopped_by = hit[1] if hit and hit[1] != tok.eos_token else None
         # Stopped on a string: what follows is padding (SmolLM pads with EOS), so only a real EOS counts.
         n_tokens = len(body) + (1 if hit_eos and not stopped else 0)
         ended = stopped or hit_eos or n_tokens < req.params.max_new_tokens
         # Keep the leading space after a prefill ("My apologies," + " I..."); trim it otherwise.
-        text = text.rstrip() if req.prefill else text.strip()
+        text = text.rstrip() if prefill else text.strip()
         self.tokens["prompt"] += prompt_len
         self.tokens["completion"] += n_tokens
-        return Completion(text, "stop" if ended else "length", prompt_len, n_tokens)
+        return Completion(text, "stop" if ended else "length", prompt_len, n_tokens, stopped_by)
 
     def close(self) -> None:
         self.lm = None
@@ -297,3 +313,23 @@ class _null:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+class _CodeAwareStop:
+    """A stopping criterion: the wrapped `StopStringCriteria` says a row ends with a stop string; this
+    one lets the row stop only when that stop really ends the reply (`stops.find_stop`: not a fake-turn
+    marker inside an open code block). Rows are decoded only when the inner criterion fires."""
+
+    def __init__(self, inner: Any, tok: Any, stops: tuple[str, ...], width: int, prefills: list[str | None]):
+        self.inner, self.tok, self.stops, self.width, self.prefills = inner, tok, stops, width, prefills
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        done = self.inner(input_ids, scores, **kwargs)
+        if not bool(done.any()):
+            return done
+        for row in done.nonzero().flatten().tolist():
+            lead = self.prefills[row] or ""
+            text = lead + self.tok.decode(input_ids[row, self.width :].tolist(), skip_special_tokens=False)
+            if find_stop(text, self.stops, start=len(lead)) is None:
+                done[row] = False
+        return done
