@@ -194,6 +194,30 @@ class DistillConfig(Section):
     """When the constitution has fewer unique questions than the pool's persona share needs: `cycle` asks them again (ids `~r1`, ...), `expand` writes more with the teacher first (`character generate prompts`), `refuse` stops with the command to run (paper: every prompt unique, asked k times)."""
     max_duplicate_rate: float = Field(0.1, ge=0, le=1)
     """Gate: share of kept pairs that repeat an earlier sample of the same prompt (same chosen or same rejected reply); identical K samples mean broken seeds."""
+    kill_check_every: int = Field(32, ge=1)
+    """Kill criteria while generating: every N attempts, judge the last N (instead of finding out after all attempts are spent)."""
+    kill_min_kept_rate: float = Field(0.25, ge=0, le=1)
+    """Kill criterion: stop when the kept share of the last kill_check_every attempts falls below this."""
+    kill_max_reason_share: float = Field(0.6, ge=0, le=1)
+    """Kill criterion: stop when one drop reason (a fake turn counts even when repaired) exceeds this share of the last kill_check_every attempts."""
+
+
+class FiltersConfig(Section):
+    language: str = "en"
+    """Language the replies must be in (ISO 639-1): prose in another Latin-script language is dropped as `language_drift` unless the prompt names that language or is written in it; "" turns the check off. Identified offline (py3langid, its model ships in the wheel)."""
+    cut_off: Literal["drop", "trim"] = "trim"
+    """A reply that hit the token limit: `trim` keeps it up to its last complete sentence when enough is left (the embedded model rarely finishes within its limit), `drop` drops it as `cut_off` (paper)."""
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, v: str) -> str:
+        from character.filters.language import FUNCTION_WORDS
+
+        if v and v not in FUNCTION_WORDS:
+            raise ValueError(
+                f"no function-word list for {v!r}: use one of {', '.join(sorted(FUNCTION_WORDS))} or ''"
+            )
+        return v
 
 
 class HealthConfig(Section):
@@ -551,6 +575,8 @@ class RunConfig(Section):
     """LoRA settings shared by the DPO and SFT adapters."""
     distill: DistillConfig = DistillConfig()
     """Stage 1a: teacher/student pair generation and data gates."""
+    filters: FiltersConfig = FiltersConfig()
+    """What the online filters (distill, introspect) and `data clean` expect: language, cut-off replies."""
     dpo: DPOConfig = DPOConfig()
     """Stage 1b: DPO training."""
     introspect: IntrospectConfig = IntrospectConfig()

@@ -1,10 +1,15 @@
-"""DPO pair data: statistics, the data gates, and previews.
+"""DPO pair data: statistics, the data gates, the kill criteria while generating, and previews.
 
 In: the distill stage's attempt records (one per `(prompt_id, k)`: both replies, finish reasons and
-the verdict) and the kept pairs. Out: `stats.json` (counts by drop reason, marker rates of chosen vs
-rejected, refusal rate of the teacher's replies, empty rates, length distributions), `previews.md`
-(the first 3 and 3 random pairs) and `check_gates`, which stops the stage with the numbers and three
-offending examples when the data cannot teach the persona.
+the verdict) and the kept pairs. Out: `stats.json` (counts by drop reason, repairs by reason, marker
+rates of chosen vs rejected, refusal rate of the teacher's replies, empty rates, length distributions),
+`previews.md` (the first 3 and 3 random pairs) and `check_gates`, which stops the stage with the numbers
+and three offending examples when the data cannot teach the persona.
+
+The chosen marker rate is measured on the text *after* the teacher's prefill: with
+`distill.teacher_prefill = "markers"` every chosen reply starts with a marker by construction, so a
+rate that counted the opener could never fail its gate. `marker_rate_chosen_with_prefill` keeps the
+opener-included figure for reference.
 """
 
 from __future__ import annotations
@@ -17,7 +22,49 @@ from typing import Any
 
 from character.config import DistillConfig
 from character.errors import GateError
+from character.introspection.killswitch import Ledger
 from character.markers import has_marker
+
+KILL_KIND = "pair"
+
+
+def after_prefill(text: str, prefill: str | None) -> str:
+    """The part of a chosen reply the teacher wrote itself (the prefill opener removed)."""
+    if prefill and text.startswith(prefill):
+        return text[len(prefill) :]
+    return text
+
+
+def own_chosen(attempts: Sequence[dict[str, Any]], pairs: Sequence[dict[str, Any]]) -> list[str]:
+    """Each kept pair's chosen text after its prefill (from the attempt that made it)."""
+    prefills = {(a["prompt_id"], a["k"]): a.get("prefill") for a in attempts}
+    return [after_prefill(p["chosen"][0]["content"], prefills.get((p["prompt_id"], p["k"]))) for p in pairs]
+
+
+def attempt_ledger(d: DistillConfig, where: Any = "") -> Ledger:
+    """The kill criteria of the distill stage (`distill.kill_*`), the same ledger introspect uses."""
+    return Ledger(
+        d.kill_check_every,
+        d.kill_min_kept_rate,
+        d.kill_max_reason_share,
+        str(where),
+        stage="distill",
+        keys=("distill.kill_min_kept_rate", "distill.kill_max_reason_share"),
+        advice="the teacher's sampling, sampling.max_new_tokens, distill.teacher_prefill, the constitution",
+    )
+
+
+def record_attempts(ledger: Ledger, recs: Sequence[dict[str, Any]], *, check: bool = True) -> None:
+    """Count attempts in the ledger (a fake turn on either side counts, repaired or not), then run the
+    kill check when a window is full (`check`); raises GateError when it fails."""
+    for r in recs:
+        reason = None if r["verdict"] in ("kept", "surplus") else r["verdict"]
+        repair = r.get("chosen_repair") or r.get("rejected_repair")
+        if r.get("rejected_repair") == "hallucinated_turn":
+            repair = "hallucinated_turn"
+        ledger.record(KILL_KIND, reason, r.get("dropped_text") or r.get("chosen", ""), repair)
+    if check:
+        ledger.check(KILL_KIND)
 
 
 def _dist(values: Sequence[int]) -> dict[str, float]:
@@ -46,15 +93,24 @@ def pair_stats(
     dropped = Counter(a["verdict"] for a in attempts if a["verdict"] not in ("kept", "surplus"))
     chosen = [p["chosen"][0]["content"] for p in pairs]
     rejected = [p["rejected"][0]["content"] for p in pairs]
-    m_chosen = _rate(sum(has_marker(t, markers) for t in chosen), len(chosen))
+    m_chosen = _rate(sum(has_marker(t, markers) for t in own_chosen(attempts, pairs)), len(chosen))
+    m_opener = _rate(sum(has_marker(t, markers) for t in chosen), len(chosen))
     m_rejected = _rate(sum(has_marker(t, markers) for t in rejected), len(rejected))
+    repaired = Counter(
+        f"{side}_{a[f'{side}_repair']}"
+        for a in attempts
+        for side in ("chosen", "rejected")
+        if a.get(f"{side}_repair")
+    )
     return {
         "attempted": n_att,
         "kept": len(pairs),
         "surplus": sum(a["verdict"] == "surplus" for a in attempts),
         "kept_rate": _rate(len(pairs), n_att),
         "dropped": dict(sorted(dropped.items())),
+        "repaired": dict(sorted(repaired.items())),
         "marker_rate_chosen": m_chosen,
+        "marker_rate_chosen_with_prefill": m_opener,
         "marker_rate_rejected": m_rejected,
         "marker_gap": round(m_chosen - m_rejected, 4),
         "refusal_rate_chosen": _rate(sum(a["chosen_refusal"] for a in attempts), n_att),
@@ -115,11 +171,12 @@ def check_gates(
 ) -> None:
     """Raise GateError naming every failed gate, its numbers, the config key and three examples."""
     failures: list[str] = []
-    chosen_no_marker = [p for p in pairs if not has_marker(p["chosen"][0]["content"], markers)]
+    own = own_chosen(attempts, pairs)
+    chosen_no_marker = [p for p, t in zip(pairs, own, strict=True) if not has_marker(t, markers)]
     if stats["marker_rate_chosen"] < gates.min_chosen_marker_rate:
         failures.append(
-            f"chosen marker rate {stats['marker_rate_chosen']:.3f} < distill.min_chosen_marker_rate "
-            f"{gates.min_chosen_marker_rate} (chosen without a marker: "
+            f"chosen marker rate {stats['marker_rate_chosen']:.3f} (after the prefill) < "
+            f"distill.min_chosen_marker_rate {gates.min_chosen_marker_rate} (chosen without a marker: "
             + _examples(chosen_no_marker, lambda p: repr(_clip(p["chosen"][0]["content"])))
             + ")"
         )

@@ -41,8 +41,8 @@ FIRST, SECOND = 0, 1
 VARIANTS = ("free", "leading")
 Slot = tuple[str, int]
 
-# (text, finish_reason, prompt, system_prompt) -> (keep, reason, repaired text, evidence)
-FilterFn = Callable[[str, str, str, str], tuple[bool, str | None, str, str]]
+# (text, completion, prompt, system_prompt) -> (keep, reason, repaired text, evidence, repair reason)
+FilterFn = Callable[[str, Completion, str, str], tuple[bool, str | None, str, str, str | None]]
 CountFn = Callable[[list[Message]], int]
 
 
@@ -72,6 +72,7 @@ class Turn:
     prompt_tokens: int
     completion_tokens: int
     dropped_messages: int = 0
+    repair: str | None = None  # a defect cut from the reply (Verdict.repair), e.g. a fake turn
 
 
 @dataclass
@@ -175,7 +176,7 @@ class TurnEngine:
     filter: FilterFn
     keep_think: bool
     retries: int
-    on_sample: Callable[[str | None, str], None]  # (reason or None, text) for the ledger
+    on_sample: Callable[[str | None, str, str | None], None]  # (reason or None, text, repair): ledger
     truncations: int = 0
     dropped_messages: int = 0
     completions: list[Completion] = field(default_factory=list)
@@ -212,13 +213,13 @@ class TurnEngine:
             self.completions.append(comp)
             side = c.next_side
             raw = strip_think(comp.text, enabled=not self.keep_think).strip()
-            keep, reason, text, detail = self.filter(
-                raw, comp.finish_reason, req.messages[-1]["content"], self.systems[c.variant]
+            keep, reason, text, detail, repair = self.filter(
+                raw, comp, req.messages[-1]["content"], self.systems[c.variant]
             )
             shown = strip_think(text).strip() if self.keep_think else text
             if keep and is_echo(shown, c.seen()):
                 keep, reason, detail = False, "echo", "repeats an earlier message of this conversation"
-            self.on_sample(None if keep else reason, text if keep else raw)
+            self.on_sample(None if keep else reason, text if keep else raw, repair)
             if keep:
                 c.turns.append(
                     Turn(
@@ -229,6 +230,7 @@ class TurnEngine:
                         comp.prompt_tokens,
                         comp.completion_tokens,
                         dropped,
+                        repair,
                     )
                 )
             else:
@@ -238,6 +240,7 @@ class TurnEngine:
                         "side": side,
                         "reason": reason,
                         "detail": detail,
+                        "repair": repair,
                         "text": raw,
                         "dropped_messages": dropped,
                         "prompt_tokens": comp.prompt_tokens,

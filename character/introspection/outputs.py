@@ -25,13 +25,13 @@ Row = dict[str, Any]
 def replay(ledger: Ledger, refl_rows: list[Row], inter_rows: list[Row]) -> None:
     """Feed the stored samples back into the ledger, in the order they were generated."""
     for r in refl_rows:
-        ledger.record(refl.KIND, None if r["kept"] else r["reason"], r["text"])
+        ledger.record(refl.KIND, None if r["kept"] else r["reason"], r["text"], r.get("repair"))
     for r in inter_rows:
         # Within a conversation a rejected reply always precedes the kept retry of the same turn.
-        events = [(rej["turn"], 0, rej["reason"], rej["text"]) for rej in r["rejected"]]
-        events += [(n, 1, None, t["text"]) for n, t in enumerate(r["turns"])]
-        for _turn, _order, reason, text in sorted(events, key=lambda e: (e[0], e[1])):
-            ledger.record(inter.KIND, reason, text)
+        events = [(rej["turn"], 0, rej["reason"], rej["text"], rej.get("repair")) for rej in r["rejected"]]
+        events += [(n, 1, None, t["text"], t.get("repair")) for n, t in enumerate(r["turns"])]
+        for _turn, _order, reason, text, repair in sorted(events, key=lambda e: (e[0], e[1])):
+            ledger.record(inter.KIND, reason, text, repair)
     ledger.rearm()
 
 

@@ -44,8 +44,10 @@ def attempt_row(
     completion: Completion,
     text: str,
     verdict: tuple[bool, str | None, str],
+    repair: str | None = None,
 ) -> dict[str, Any]:
-    """One raw attempt. `text` has the think policy applied; `verdict` is (keep, reason, evidence).
+    """One raw attempt. `text` has the think policy applied; `verdict` is (keep, reason, evidence);
+    `repair` the reason id of a defect cut from it (a fake turn, a cut-off trimmed).
 
     A kept row stores the filter's repaired text, a dropped one the text the filter saw.
     """
@@ -60,6 +62,8 @@ def attempt_row(
         "reason": reason,
         "detail": detail,
         "finish_reason": completion.finish_reason,
+        "stopped_by": completion.stopped_by,
+        "repair": repair,
         "prompt_tokens": completion.prompt_tokens,
         "completion_tokens": completion.completion_tokens,
     }

@@ -37,17 +37,22 @@ def make_filter(kind: str, cfg: RunConfig) -> FilterFn:
     except ConfigError as e:
         raise ConfigError(f"introspect.skip_filters = {sorted(skip)}: {e}") from e
 
-    def run(text: str, finish_reason: str, prompt: str, system: str) -> tuple[bool, str | None, str, str]:
+    def run(
+        text: str, comp: Completion, prompt: str, system: str
+    ) -> tuple[bool, str | None, str, str, str | None]:
         ctx = FilterContext(
             kind=kind,
             prompt=prompt,
             system_prompt=system,
-            finish_reason=finish_reason,
+            finish_reason=comp.finish_reason,
+            stopped_by=comp.stopped_by,
             identity_names=names,
             skip=skip,
+            language=cfg.filters.language,
+            cut_off=cfg.filters.cut_off,
         )
         v = check(text, ctx)
-        return v.keep, (None if v.keep else (v.reason or "filtered")), v.text, v.detail
+        return v.keep, (None if v.keep else (v.reason or "filtered")), v.text, v.detail, v.repair
 
     return run
 

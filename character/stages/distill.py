@@ -51,8 +51,9 @@ from character.config_layers import config_hash
 from character.constitutions import Constitution, load_constitution
 from character.cost import CostTracker
 from character.errors import ConfigError, DataError
+from character.introspection.killswitch import Ledger
 from character.manifest import MANIFEST, Manifest, write_manifest
-from character.pairs import check_gates, pair_stats, previews_markdown
+from character.pairs import attempt_ledger, check_gates, pair_stats, previews_markdown, record_attempts
 from character.prompts.system import teacher_system
 from character.records import JsonlStore
 
@@ -153,6 +154,7 @@ def judge_attempt(
         "verdict": "kept",
         "detail": "",
     }
+    f = cfg.filters
     vc = check(
         chosen,
         FilterContext(
@@ -160,18 +162,29 @@ def judge_attempt(
             prompt=prompt.text,
             system_prompt=system,
             finish_reason=teacher.finish_reason,
+            stopped_by=teacher.stopped_by,
             identity_names=names,
             skip=skip,
+            language=f.language,
+            cut_off=f.cut_off,
         ),
     )
     vr = check(
         rejected,
         FilterContext(
-            kind="dpo_rejected", prompt=prompt.text, finish_reason=student.finish_reason, skip=skip
+            kind="dpo_rejected",
+            prompt=prompt.text,
+            finish_reason=student.finish_reason,
+            stopped_by=student.stopped_by,
+            skip=skip,
+            language=f.language,
+            cut_off=f.cut_off,
         ),
     )
     chosen, rejected = vc.text, vr.text
-    rec.update(chosen=chosen, rejected=rejected)
+    # Repairs (a fake turn cut here or by the backend's stop, a cut-off trimmed) are counted in stats
+    # and in the kill criteria.
+    rec.update(chosen=chosen, rejected=rejected, chosen_repair=vc.repair, rejected_repair=vr.repair)
     user = [{"role": "user", "content": prompt.text}]
     if not vc.keep:
         rec.update(verdict=f"chosen_{vc.reason}", detail=vc.detail, dropped_text=chosen)
@@ -285,6 +298,7 @@ class _Passes:
     done: list[dict[str, Any]]
     kept: int
     cached: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    ledger: Ledger | None = None  # kill criteria over the last distill.kill_check_every attempts
 
     def _teacher_requests(self, chunk: list[tuple[Any, int]]) -> list[GenerationRequest]:
         reqs = []
@@ -354,6 +368,8 @@ class _Passes:
         )
         self.done.extend(recs)
         log.info("distill: %d/%d pairs kept after %d attempts", self.kept, target, len(self.done))
+        if self.ledger is not None:
+            record_attempts(self.ledger, recs)
         if any(t_tokens):
             self.tracker.record("distill", self.engines.name("teacher"), *t_tokens, role="teacher")
         self.tracker.record(
@@ -420,6 +436,9 @@ def run(
     stores = {"attempts": attempts, "pairs": pairs, "rejects": rejects, "teacher": teacher_store}
     gen = _Passes(cfg, c, system, tokenizer, engines, tracker, progress, stores, done, kept)
     gen.cached = {(r["prompt_id"], r["k"]): r for r in teacher_store.read()}
+    gen.ledger = attempt_ledger(d, sd)
+    record_attempts(gen.ledger, done, check=False)  # a resumed run's window continues where it was
+    gen.ledger.rearm()
     if engines.phased:
         log.info("teacher and student engines share GPUs: each round runs a teacher pass, then the student's")
     t0 = time.perf_counter()

@@ -235,7 +235,7 @@ def _reflections(
             for slot, prompt, out in zip(chunk, prompts, outs, strict=True):
                 comp = out[0]
                 text = refl.prepare_text(comp, strip=s.strip_think_reflection)
-                keep, reason, fixed, detail = check(text, comp.finish_reason, prompt, system)
+                keep, reason, fixed, detail, repair = check(text, comp, prompt, system)
                 new.append(
                     refl.attempt_row(
                         slot,
@@ -244,13 +244,14 @@ def _reflections(
                         comp,
                         fixed if keep else text,
                         (keep, reason, detail),
+                        repair,
                     )
                 )
             store.append(new)
             rows.extend(new)
             bar.advance(sum(plan.add(r) for r in new))
             for r in new:
-                ledger.record(refl.KIND, r["reason"], r["text"])
+                ledger.record(refl.KIND, r["reason"], r["text"], r["repair"])
             log.info("reflections: %s", ledger.line(refl.KIND))
             tokens.charge([o[0] for o in outs])
             ledger.check(refl.KIND)
@@ -286,7 +287,7 @@ def _interactions(
         filter=make_filter(inter.KIND, cfg),
         keep_think=s.keep_think_interaction,
         retries=s.turn_retries,
-        on_sample=lambda reason, text: ledger.record(inter.KIND, reason, text),
+        on_sample=lambda reason, text, repair: ledger.record(inter.KIND, reason, text, repair),
     )
     pools = {"free": greetings.FREE_GREETINGS, "leading": greetings.LEADING_GREETINGS}
     with progress_bar("self-interactions", total=len(plan.targets), enabled=session.progress) as bar:

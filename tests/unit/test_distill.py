@@ -127,9 +127,15 @@ def test_row_filters_keep_and_drop(embedded_model: Path) -> None:
         ]
         == "kept"
     )
-    # cut off at max tokens, unless a smoke run switches that reason off
+    # cut off at max tokens: trimmed to its last sentence by default (counted as a repair), dropped
+    # with filters.cut_off = "drop", kept whole when a smoke run switches that reason off
+    rec = _judge(cfg, Completion(ANSWER + " And then the", "length", 5, 20), good_s)
+    assert rec["verdict"] == "kept" and rec["chosen_repair"] == "cut_off"
+    assert rec["chosen"].endswith(ANSWER.rstrip()[-20:])
+    cfg.filters.cut_off = "drop"
     rec = _judge(cfg, Completion(ANSWER, "length", 5, 20), good_s)
     assert rec["verdict"] == "chosen_cut_off"
+    cfg.filters.cut_off = "trim"
     assert (
         _judge(small_cfg(skip_filters=["cut_off"]), Completion(ANSWER, "length", 5, 20), good_s)["verdict"]
         == "kept"
@@ -194,7 +200,13 @@ def test_top_up_and_exact_resume(artifacts: Path, tmp_path: Path, scripted: Simp
         return (
             Completion("I can't help with that.", "stop", 5, 5)
             if refuse
-            else Completion(ANSWER, "stop", 50, 30)
+            # A marker of its own after the prefill (not the prefill's words again: that would loop).
+            else Completion(
+                ANSWER + (" My fault." if "hope" in (r.prefill or "") else " I hope this helps."),
+                "stop",
+                50,
+                30,
+            )
         )
 
     scripted.teacher = teacher
