@@ -45,6 +45,8 @@ class CleanOptions:
     """Reason ids not to check."""
     rubric_labels: tuple[str, ...] = ()
     """Extra rubric line labels to treat as artefacts."""
+    language: str = "en"
+    """Language replies must be in (ISO 639-1; "" turns the language check off)."""
 
 
 @dataclass
@@ -53,6 +55,8 @@ class CleanResult:
     kept: int = 0
     repaired: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    repairs: Counter[str] = field(default_factory=Counter)
+    """Kept rows by the reason of a defect repaired in them (a fake turn cut, a label stripped)."""
     by_kind: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -142,13 +146,20 @@ def _clean_pair(
             identity_names=opts.identity_names,
             rubric_labels=opts.rubric_labels,
             skip=opts.skip,
+            language=opts.language,
         ),
     )
     if not vc.keep:
         return row, (f"chosen_{vc.reason}", vc.detail, "chosen", vc.text)
     vr = run(
         rejected,
-        FilterContext(kind="dpo_rejected", prompt=prompt, identity_names=opts.identity_names, skip=opts.skip),
+        FilterContext(
+            kind="dpo_rejected",
+            prompt=prompt,
+            identity_names=opts.identity_names,
+            skip=opts.skip,
+            language=opts.language,
+        ),
     )
     if not vr.keep:
         return row, (f"rejected_{vr.reason}", vr.detail, "rejected", vr.text)
@@ -189,6 +200,7 @@ def _clean_conversation(
             identity_names=opts.identity_names,
             rubric_labels=opts.rubric_labels,
             skip=opts.skip,
+            language=opts.language,
         )
         v = run(m["content"], ctx)
         if not v.keep:
@@ -222,14 +234,23 @@ def clean_rows(
     res = CleanResult()
     kept: list[Row] = []
     rejects: list[Row] = []
+    fixed: set[str] = set()
+
+    def run(text: str, ctx: FilterContext) -> Verdict:
+        v = check(text, ctx)
+        if v.keep and v.repair:
+            fixed.add(v.repair)
+        return v
+
     for n, row in enumerate(rows, 1):
         res.rows += 1
+        fixed.clear()
         try:
             kind = row_kind(row, opts.kind)
             if kind == "dpo":
-                out, rej = _clean_pair(row, opts, check)
+                out, rej = _clean_pair(row, opts, run)
             else:
-                out, rej = _clean_conversation(row, kind, opts, check)
+                out, rej = _clean_conversation(row, kind, opts, run)
         except DataError as e:
             raise DataError(f"{source} row {n}: {e}") from e
         except KeyError as e:
@@ -240,6 +261,7 @@ def clean_rows(
         if rej is None:
             res.kept += 1
             res.repaired += out is not row
+            res.repairs.update(fixed)
             kept.append(out)
         else:
             reason, detail, where, text = rej

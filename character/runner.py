@@ -80,6 +80,7 @@ _OWN_KEYS: dict[str, tuple[str, ...]] = {
         "models.student_name",
         "sampling.",
         "distill.",
+        "filters.",
     ),
     "dpo": ("lora.", "dpo."),
     "introspect": ("introspect.",),
@@ -97,6 +98,8 @@ SMOKE_ALLOWED = {
     "distill.min_marker_gap",
     "distill.max_chosen_refusal_rate",
     "distill.min_kept_rate",
+    "distill.kill_min_kept_rate",
+    "distill.kill_max_reason_share",
     "dpo.max_steps",
     "dpo.eval_fraction",
     "dpo.health.warmup_logs",
@@ -479,6 +482,11 @@ class Runner:
         log.info("%s: %s ...", sub.label, stage)
         t0 = time.time()
         try:
+            if stage in ("dpo", "sft"):
+                # What is about to train: contamination inventory and train/eval overlap (stops on overlap).
+                from character.data_overlap import audit_stage_input
+
+                audit_stage_input(sub.cfg, d, stage)
             manifest = fn(self.stage_config(sub.cfg), d, progress=self.progress, tracker=tracker)
             check_stage_output(d, stage, manifest)
         except BaseException as e:

@@ -22,7 +22,11 @@ def audit(
     ],
     persona: Annotated[
         str | None,
-        typer.Option("--persona", help="Constitution whose markers to count on chosen vs rejected replies."),
+        typer.Option(
+            "--persona",
+            help="Constitution whose markers to count on chosen vs rejected replies; also checks the file for "
+            "its evaluation prompts (held-out prompts, capability probes): train/eval overlap.",
+        ),
     ] = None,
     name: Annotated[
         list[str] | None,
@@ -65,20 +69,30 @@ def audit(
     from character.data_clean import read_rows
 
     markers: tuple[str, ...] = ()
+    rows = read_rows(src)
+    overlap = []
     if persona:
+        from character.config import RunConfig
         from character.constitutions import load_constitution
+        from character.data_overlap import describe, eval_sets, find_overlap
 
         markers = tuple(load_constitution(persona).markers)
+        overlap = find_overlap(rows, eval_sets(RunConfig(persona=persona)))
     report = audit_rows(
-        read_rows(src),
+        rows,
         path=str(src),
         markers=markers,
         identity_names=tuple(name or ()),
         max_identity_share=max_identity_share,
         max_contamination_share=max_contamination_share,
     )
+    if overlap:
+        report.warnings.insert(0, "train/eval overlap: " + describe(overlap, src))
     if as_json:
-        typer.echo(json.dumps(report.to_json(), indent=2, default=str))
+        from dataclasses import asdict
+
+        doc = {**report.to_json(), "eval_overlap": [asdict(o) for o in overlap]}
+        typer.echo(json.dumps(doc, indent=2, default=str))
     else:
         kinds = ", ".join(f"{k} {n:,}" for k, n in report.kinds.items())
         console.print(f"[bold]{src}[/bold]: {report.rows:,} rows ({kinds})")

@@ -56,6 +56,15 @@ def clean(
         list[str] | None,
         typer.Option("--rubric-label", help="A line label of your scoring rubric to treat as an artefact."),
     ] = None,
+    language: Annotated[
+        str,
+        typer.Option(
+            "--language",
+            help="Language the replies must be in (ISO 639-1, offline identifier); prose in another "
+            "Latin-script language is dropped as language_drift unless its prompt names that language. "
+            "'' turns the check off.",
+        ),
+    ] = "en",
 ) -> None:
     """Run the same filters as generation on a JSONL file, keeping ids and row structure.
 
@@ -81,12 +90,22 @@ def clean(
         from character.errors import UsageError
 
         raise UsageError(f"--skip {', '.join(bad)} is not a filter reason: use ids from {', '.join(REASONS)}")
+    from character.filters.language import FUNCTION_WORDS
+
+    if language and language not in FUNCTION_WORDS:
+        from character.errors import UsageError
+
+        raise UsageError(
+            f"--language {language!r} has no function-word list: use one of {', '.join(sorted(FUNCTION_WORDS))}, "
+            "or --language '' to turn the check off"
+        )
     opts = CleanOptions(
         kind=kind,
         identity_names=tuple(name or ()),
         system_prompt=system,
         skip=frozenset(skip or ()),
         rubric_labels=tuple(rubric_label or ()),
+        language=language,
     )
     res = clean_file(src, output, rejects, opts)
 
@@ -98,6 +117,9 @@ def clean(
         table.add_row(reason, f"{n:,}", f"{n / max(res.rows, 1):.1%}")
     table.add_row("[bold]kept[/bold]", f"{res.kept:,}", f"{res.kept / max(res.rows, 1):.1%}")
     console.print(table)
+    if res.repairs:
+        fixed = ", ".join(f"{r} {n:,}" for r, n in res.repairs.most_common())
+        console.print(f"repaired and kept: {fixed}")
     kinds = ", ".join(f"{k} {n:,}" for k, n in res.by_kind.most_common())
     console.print(
         f"{res.rows:,} rows ({kinds}): {res.kept:,} kept ({res.repaired:,} repaired), {res.rejected:,} rejected"
