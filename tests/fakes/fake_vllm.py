@@ -140,7 +140,7 @@ class Engine:
             eos = self.tok.eos_token_id
             hit_eos = eos in row
             body_ids = row[: row.index(eos)] if hit_eos else row
-            text = self.tok.decode(body_ids, skip_special_tokens=True)
+            text = str(self.tok.decode(body_ids, skip_special_tokens=True))
             cut = min((text.find(s) for s in stops if s and s in text), default=-1)
             finish = "stop" if (hit_eos or cut >= 0) else "length"
             if cut >= 0:

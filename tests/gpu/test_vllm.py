@@ -43,12 +43,10 @@ def test_managed_vllm_serves_base_and_adapter(embedded_model: Path, tmp_path: Pa
     cfg = RunConfig()
     cfg.backend.kind = "vllm"
     cfg.backend.vllm_python = VLLM_PYTHON
-    cfg.backend.base_url = f"http://127.0.0.1:{port}/v1"
+    cfg.backend.port = port
     cfg.backend.vllm_extra_args = ["--gpu-memory-utilization", "0.3", "--max-model-len", "2048"]
     cfg.lora.r = 12
     backend = ManagedVLLM.from_config(cfg, "embedded", adapters={"dpo": str(adapter)})
-    argv = " ".join(backend.server.argv)
-    assert "--max-lora-rank 16" in argv and f"--lora-modules dpo={adapter}" in argv
     try:
         params = SamplingParams(temperature=0, max_new_tokens=16)
         reqs = [
@@ -61,6 +59,9 @@ def test_managed_vllm_serves_base_and_adapter(embedded_model: Path, tmp_path: Pa
             ),
         ]
         out = backend.generate(reqs, progress=False)
+        argv = " ".join(backend.server.cmd)  # the command line is built at start, for the port picked then
+        assert "--max-lora-rank 16" in argv and f"--lora-modules dpo={adapter}" in argv
+        assert f"--port {port}" in argv
         assert backend.model_check is not None and backend.model_check.method == "list"
         assert backend.model_check.served == ["dpo", "embedded"]
         assert "Paris" in out[0][0].text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -92,7 +93,7 @@ def test_a_remote_endpoint_never_gets_a_local_path_as_model_name(tmp_path: Path)
         make_backend(cfg, str(merged), role="introspect")
     # Named as the endpoint serves it, it goes through; hub ids pass as they are.
     cfg.roles.introspect.model = "remorseful-dpo"
-    backend = make_backend(cfg, str(merged), role="introspect")
+    backend: Any = make_backend(cfg, str(merged), role="introspect")
     assert backend.model == "remorseful-dpo" and backend.base_url == "https://api.example.com/v1"
     assert served_name("", "Qwen/Qwen3-4B-Instruct-2507", "teacher", "x") == "Qwen/Qwen3-4B-Instruct-2507"
     # The student role is untouched by the introspect role's engine.

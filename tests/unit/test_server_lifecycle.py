@@ -101,7 +101,7 @@ def test_disjoint_gpus_run_side_by_side_on_their_own_ports(pidfile: Path) -> Non
     try:
         assert teacher.proc is not None and student.proc is not None and teacher.port != student.port
         assert (get(teacher)["cuda"], get(student)["cuda"]) == ("0", "1")
-        assert sorted(e["role"] for e in entries(pidfile)) == ["student", "teacher"]
+        assert sorted(str(e["role"]) for e in entries(pidfile)) == ["student", "teacher"]
         # A third server wanting the teacher's port (no GPUs at all) replaces only the teacher.
         judge = stand_in("judge", None, port=teacher.port)
         judge.start()
