@@ -224,7 +224,7 @@ def main() -> None:
             f"built {args.rows:,} introspection rows ({size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s"
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHARACTER_")}
-        env.update(CHARACTER_ARTIFACTS=str(root), CHARACTER_STUDIO_TOKEN="bench")
+        env.update(CHARACTER_ARTIFACTS=str(root))
         proc = subprocess.Popen(
             [sys.executable, "-m", "character.cli", "studio", "--port", "0"],
             env=env,

@@ -21,19 +21,16 @@ def studio(
     ] = "127.0.0.1",
     token: Annotated[
         str | None,
-        typer.Option(
-            "--token",
-            envvar="CHARACTER_STUDIO_TOKEN",
-            show_envvar=True,
-            help="The access token (default: a new random one, printed at start).",
-        ),
+        typer.Option("--token", help="The access token (default: a new random one, printed at start)."),
     ] = None,
 ) -> None:
     """A local web app over your runs: live progress, curves, data, side by side, checkpoints, chat.
 
-    Offline: every script, style and the plotting library come from installed packages. Bound to
-    127.0.0.1 by default; writes (promote, rollback, saving a constitution) always need the token,
-    which is printed at start in a URL that logs the browser in.
+    Offline: every script, style and the plotting library come from installed packages.
+
+    It binds to 127.0.0.1 by default. Writes (promote, rollback, saving a constitution) always need the token.
+
+    The token is printed at start, in a URL that logs the browser in.
 
     Example: character studio --port 8765, then open the printed http://127.0.0.1:8765/?token=... URL.
     """

@@ -163,7 +163,8 @@ def _text(v: Any) -> str:
 
 def _chat(d: dict[str, Any]) -> list[dict[str, str]]:
     """Messages with display labels; a self-interaction's turns name which copy of the model wrote them."""
-    msgs = d.get("messages") if isinstance(d.get("messages"), list) else []
+    raw = d.get("messages")
+    msgs: list[Any] = raw if isinstance(raw, list) else []
     self_talk = d.get("kind") == "interaction"
     out = []
     for m in msgs:

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ class Section:
 
 def _summaries(request: Request) -> list[Section]:
     now = time.time()
-    return [Section(d.name, lambda d=d: runs.summary(d, now)) for d in runs.list_runs(settings(request).runs)]
+    return [Section(d.name, partial(runs.summary, d, now)) for d in runs.list_runs(settings(request).runs)]
 
 
 async def runs_page(request: Request) -> Response:
@@ -190,7 +191,7 @@ def _markers(sub: Path) -> dict[str, Any] | None:
 
 def _evidence(sub: Path) -> list[dict[str, Any]]:
     """Robustness and compare results the eval tools wrote next to the run's eval output."""
-    out = []
+    out: list[dict[str, Any]] = []
     ev = sub / "eval"
     if not ev.is_dir():
         return out
@@ -201,7 +202,11 @@ def _evidence(sub: Path) -> list[dict[str, Any]]:
         if doc is None:
             out.append({"name": name, "error": f"{name} is not readable JSON (half-written or damaged)"})
             continue
-        item = {"name": name, "summary": _flat_summary(doc), "raw": json.dumps(doc, indent=2)[:20000]}
+        item: dict[str, Any] = {
+            "name": name,
+            "summary": _flat_summary(doc),
+            "raw": json.dumps(doc, indent=2)[:20000],
+        }
         if name == "robustness.json" and isinstance(doc, dict):
             try:
                 item["blocks"] = _robustness_blocks(doc)
@@ -283,7 +288,7 @@ async def run_status_fragment(request: Request) -> Response:
     run = security.run_dir(settings(request).runs, request.path_params["run"])
     summary = Section("summary", lambda: runs.summary(run))
     subs = [
-        {"label": label, "timeline": Section("timeline", lambda sub=sub: _timeline(sub))}
+        {"label": label, "timeline": Section("timeline", partial(_timeline, sub))}
         for label, sub in runs.subrun_dirs(run)
     ]
     resp = render(request, "run_status.html", run=run, summary=summary, subs=subs)

@@ -30,9 +30,9 @@ TOKEN = "browser-test-token"
 def studio(finished_smoke_run: tuple[Path, str]) -> Iterator[str]:
     """`character studio --port 0` over the smoke run's artifacts (it only reads them); yields its URL."""
     run, _ = finished_smoke_run
-    env = cli_env(run.parent.parent, CHARACTER_STUDIO_TOKEN=TOKEN)
+    env = cli_env(run.parent.parent)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "character.cli", "studio", "--port", "0"],
+        [sys.executable, "-m", "character.cli", "studio", "--port", "0", "--token", TOKEN],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -28,20 +28,23 @@ const Studio = (() => {
     el.className = "panel " + (ok ? "ok" : "error");
   }
 
-  function liveRefresh(id, url, ms) {
+  // Replace the element's content from `url` every `ms` while the server says something is live
+  // (X-Studio-Live: 1); with `always`, keep polling so a run started later shows up too.
+  function liveRefresh(id, url, ms, always) {
     const el = document.getElementById(id);
     if (!el) return;
     const holder = el.closest("[data-live]") || el;
-    if (holder.dataset.live !== "1") return;
+    if (holder.dataset.live !== "1" && !always) return;
     const tick = async () => {
       try {
         const res = await fetch(url, { headers: { "Accept": "text/html" } });
         if (res.ok) {
           el.innerHTML = await res.text();
-          if (res.headers.get("X-Studio-Live") !== "1") { holder.dataset.live = "0"; return; }
+          holder.dataset.live = res.headers.get("X-Studio-Live") === "1" ? "1" : "0";
+          if (holder.dataset.live !== "1" && !always) return;
         }
       } catch (e) { /* the server may be restarting: try again */ }
-      setTimeout(tick, ms);
+      setTimeout(tick, holder.dataset.live === "1" ? ms : 3 * ms);
     };
     setTimeout(tick, ms);
   }
