@@ -41,20 +41,27 @@ class ChatEngine:
         self._model: Any = None
         self._tok: Any = None
 
-    def _load(self, ref: str) -> tuple[Any, Any]:
-        if ref == self._ref:
-            return self._model, self._tok
+    @staticmethod
+    def target(ref: str) -> Any:
+        """The checkpoint `ref` names, if its weights are on this machine; else one clear error."""
         from pathlib import Path
 
         from character.eval.target import resolve_target
-        from character.models import load_model, load_tokenizer
 
         target = resolve_target(ref)
         if not Path(target.model).exists():
             raise UsageError(
-                f"checkpoint '{ref}' resolves to '{target.model}', which is not a local model: the Studio "
-                "chats with local weights only (use `character chat` for served models)"
+                f"checkpoint '{ref}' resolves to '{target.model}', which is not a local model or registry "
+                "name: the Studio chats with local weights only (use `character chat` for served models)"
             )
+        return target
+
+    def _load(self, ref: str) -> tuple[Any, Any]:
+        if ref == self._ref:
+            return self._model, self._tok
+        from character.models import load_model, load_tokenizer
+
+        target = self.target(ref)
         log.info("studio chat: loading %s", target.label)
         self._model = self._tok = self._ref = None  # free the old model before loading the next
         model = load_model(target.model, self.device, adapter=target.adapter)

@@ -83,14 +83,13 @@ async def chat_api(request: Request) -> Response:
     messages = ([{"role": "system", "content": system}] if system else []) + history
     try:
         params = _params(body)
-        from character.eval.target import resolve_target
         from character.records import validate_messages
 
         validate_messages(messages, "messages")
-        resolve_target(ref)
+        engine = settings(request).chat
+        engine.target(ref)
     except CharacterError as e:
         return JSONResponse({"error": " ".join(str(e).split())}, status_code=400)
-    engine = settings(request).chat
 
     def events() -> Iterator[str]:
         try:

@@ -214,7 +214,7 @@ def test_chat_refuses_bad_requests_with_one_line(art: Path, cons: Path) -> None:
         "/api/chat",
         json={"checkpoint": "no_such_model_anywhere", "messages": [{"role": "user", "content": "hi"}]},
     )
-    assert r.status_code == 400 and "error" in r.json()
+    assert r.status_code == 400 and "not a local model" in r.json()["error"]
     r = c.post("/api/chat", json={"messages": [{"role": "robot", "content": "hi"}]})
     assert r.status_code == 400 and "role" in r.json()["error"]
     r = c.post("/api/chat", json={"messages": [{"role": "user", "content": "hi"}], "max_new_tokens": 99999})
