@@ -64,7 +64,7 @@ def studio(
     app = create_app(
         token=tok,
         read_needs_token=not loopback,
-        allowed_hosts=security.loopback_hosts(port) if loopback else None,
+        allowed_hosts=security.LOOPBACK_NAMES if loopback else None,
     )
     shown = f"[{host}]" if ":" in host else host
     console.print(f"character studio over {paths.artifacts_dir()}", markup=False, highlight=False)

@@ -22,9 +22,15 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -132,8 +138,8 @@ def settings(request: Request) -> Settings:
 
 
 class TokenGate:
-    """ASGI middleware: `?token=` logs a browser in (cookie, then a redirect that drops it from the URL);
-    off loopback, every request needs the token (cookie, header or query)."""
+    """ASGI middleware: the Host check (on loopback); `?token=` logs a browser in (cookie, then a redirect
+    that drops it from the URL); off loopback, every request needs the token (cookie or header)."""
 
     def __init__(self, app: ASGIApp, studio: Settings):
         self.app = app
@@ -144,6 +150,12 @@ class TokenGate:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
+        allowed = self.studio.allowed_hosts
+        if allowed is not None and security.host_name(request.headers.get("host", "")) not in allowed:
+            await PlainTextResponse("this Studio answers to its loopback address only", 400)(
+                scope, receive, send
+            )
+            return
         given = request.query_params.get("token")
         token = self.studio.token
         if given is not None and request.method == "GET":
@@ -229,8 +241,8 @@ def create_app(
     """The Studio over the artifacts dir (`CHARACTER_ARTIFACTS`, else the project's: the registry reads
     the same one) and `constitutions` (default: constitutions/hand-written).
 
-    `allowed_hosts`: Host header values accepted (None: any; `character studio` on loopback passes the
-    loopback names, against DNS rebinding)."""
+    `allowed_hosts`: host names the Host header may carry, port aside (None: any; `character studio`
+    on loopback passes `security.LOOPBACK_NAMES`, against DNS rebinding)."""
     from character.studio import (
         views_chat,
         views_constitutions,
@@ -260,8 +272,6 @@ def create_app(
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     middleware = [Middleware(TokenGate, studio=studio)]
-    if allowed_hosts:
-        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts))
     app = Starlette(
         routes=routes,
         middleware=middleware,

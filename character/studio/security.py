@@ -63,9 +63,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def loopback_hosts(port: int | None) -> list[str]:
-    names = ["127.0.0.1", "localhost", "[::1]", "::1"]
-    return names + ([f"{n}:{port}" for n in names] if port else [])
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1"]
+
+
+def host_name(header: str) -> str:
+    """The host of a Host header, without its port (`[::1]:8765` -> `::1`)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
 def under(root: Path, candidate: Path) -> Path:

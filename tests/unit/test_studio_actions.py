@@ -82,9 +82,11 @@ def test_writes_need_the_token_header_even_on_loopback(art: Path, cons: Path) ->
 
 
 def test_loopback_studio_refuses_foreign_host_headers(art: Path, cons: Path) -> None:
-    c = client(cons, allowed_hosts=security.loopback_hosts(8765))
-    assert c.get("/", headers={"Host": "127.0.0.1:8765"}).status_code == 200
-    assert c.get("/", headers={"Host": "evil.example:8765"}).status_code == 400  # DNS rebinding
+    c = client(cons, allowed_hosts=security.LOOPBACK_NAMES)
+    for host in ("127.0.0.1:8765", "localhost:8765", "[::1]:8765", "LOCALHOST"):
+        assert c.get("/", headers={"Host": host}).status_code == 200, host
+    for host in ("evil.example:8765", "evil.example", "127.0.0.1.evil.example", "[::2]:80"):
+        assert c.get("/", headers={"Host": host}).status_code == 400, host  # DNS rebinding
 
 
 # ---- checkpoints ------------------------------------------------------------------------------------
