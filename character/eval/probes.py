@@ -8,7 +8,9 @@ to 0.252 after "improvement". Replies are generated greedily (`probe_params`: th
 time, so a difference between two models is theirs, not the sampler's) and scored exactly, by rule,
 never by a judge:
 
-- `number`: the first number in the reply equals `answer` (commas and a trailing `.0` allowed);
+- `number`: the reply's answer number equals `answer` (commas and a trailing `.0` allowed). Small
+  models restate the question ("2 + 3 = 5", "half of 50 is 25"), so the answer number is the one after
+  the reply's last `=`, else the first number the prompt does not contain, else the last number;
 - `contains`: one of `answer` occurs as a whole word (case-insensitive);
 - `contains_exact`: one of `answer` occurs as a whole word, case-sensitive;
 - `starts_with`: the reply's first word is one of `answer` (case-insensitive);
@@ -124,14 +126,27 @@ def probe_params(cfg: Any) -> SamplingParams:
     )
 
 
-def _first_number(text: str) -> float | None:
-    m = _NUMBER.search(text)
-    if not m:
+def _numbers(text: str) -> list[float]:
+    out = []
+    for m in _NUMBER.finditer(text):
+        try:
+            out.append(float(m.group().replace(",", "")))
+        except ValueError:
+            continue
+    return out
+
+
+def answer_number(reply: str, prompt: str = "") -> float | None:
+    """The number a reply gives as its answer (see the `number` check), or None."""
+    if "=" in reply:
+        after = _numbers(reply.rsplit("=", 1)[1])
+        if after:
+            return after[0]
+    got = _numbers(reply)
+    if not got:
         return None
-    try:
-        return float(m.group().replace(",", ""))
-    except ValueError:
-        return None
+    asked = set(_numbers(prompt))
+    return next((x for x in got if x not in asked), got[-1])
 
 
 def _whole_word(needle: str, text: str, *, case: bool) -> bool:
@@ -152,12 +167,12 @@ def parse_json_object(text: str) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def score(check: str, answer: Any, reply: str) -> bool:
-    """True when `reply` passes `check` with `answer`. Pure; the same rules for every model."""
+def score(check: str, answer: Any, reply: str, prompt: str = "") -> bool:
+    """True when `reply` (to `prompt`) passes `check` with `answer`. Pure; the same rules for every model."""
     text = reply.strip()
     answers = answer if isinstance(answer, list) else [answer]
     if check == "number":
-        got = _first_number(text)
+        got = answer_number(text, prompt)
         return got is not None and abs(got - float(answer)) < 1e-9
     if check == "contains":
         return any(_whole_word(str(a), text, case=False) for a in answers)
@@ -191,7 +206,7 @@ def score_probes(probes: list[Probe], replies: list[str]) -> dict[str, Any]:
     """Accuracy overall and by kind, plus each item's verdict and full reply."""
     if len(probes) != len(replies):
         raise ValueError(f"{len(probes)} probes but {len(replies)} replies")
-    oks = [score(p.check, p.answer, r) for p, r in zip(probes, replies, strict=True)]
+    oks = [score(p.check, p.answer, r, p.prompt) for p, r in zip(probes, replies, strict=True)]
     items: list[dict[str, Any]] = [
         {"id": p.id, "kind": p.kind, "ok": ok, "reply": r}
         for p, ok, r in zip(probes, oks, replies, strict=True)

@@ -114,3 +114,25 @@ def test_mcnemar_exact_values() -> None:
     assert mcnemar_p(10, 0) == pytest.approx(2 / 1024)
     assert mcnemar_p(5, 5) == 1.0
     assert mcnemar_p(3, 1) == pytest.approx(0.625)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "answer", "right", "wrong"),
+    [  # small models restate the question; the first number in "2 + 3 = 5" is not the answer
+        ("What is 2 + 3? Reply with the number only.", 5, "2 + 3 = 5", "2 + 3 = 6"),
+        ("What is half of 50? Reply with the number only.", 25, "Half of 50 is 25.", "50"),
+        ("What is 81 divided by 9? Reply with the number only.", 9, "81 divided by 9 is 9", "81"),
+        (
+            "How many legs does a spider have? Answer with a number.",
+            8,
+            "Spiders have 8 legs, insects 6.",
+            "Insects have 6.",
+        ),
+        ("A train has 8 carriages with 7 seats each. How many seats?", 56, "8 * 7 = 56 seats", "8 carriages"),
+    ],
+)
+def test_the_answer_number_is_not_the_restated_question(
+    prompt: str, answer: int, right: str, wrong: str
+) -> None:
+    assert score("number", answer, right, prompt) is True
+    assert score("number", answer, wrong, prompt) is False
