@@ -112,7 +112,14 @@ async def data_page(request: Request) -> Response:
         ctx["reasons"] = sorted(
             ((r, len(v)) for r, v in idx.facet(*REASON_FIELDS[kind]).items()), key=lambda kv: -kv[1]
         )
-    ctx.update(rows=[_view(kind, r) for r in rows], pages=pages, torn=idx.torn_bytes, file_rows=len(idx))
+    views = [_view(kind, r) for r in rows]
+    if kind == "pairs":  # the persona's markers, as the data gates count them
+        markers = _markers_of(sub)
+        for v in views:
+            for side in ("chosen", "rejected"):
+                if side in v:
+                    v[side] = _marked(v[side], markers)
+    ctx.update(rows=views, pages=pages, torn=idx.torn_bytes, file_rows=len(idx))
     return render(request, "data.html", **ctx)
 
 

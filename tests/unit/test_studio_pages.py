@@ -137,6 +137,7 @@ def test_data_browser_pages_searches_and_filters(art: Path, client: TestClient) 
     idx = [int(i) for i in re.findall(r'data-index="(\d+)"', r.text)]
     assert idx == list(range(25, 50))
     assert "page 2 of 3" in r.text and "Question number 25" in r.text and "Plain answer 49" in r.text
+    assert html.unescape(r.text).count("<mark>I'm so sorry</mark>, here is answer") == 25  # chosen markers
     r = client.get(f"/runs/{RUN}/data?file=pairs&q=NUMBER 7:")  # case-insensitive, one row
     assert [int(i) for i in re.findall(r'data-index="(\d+)"', r.text)] == [7]
     r = client.get(f"/runs/{RUN}/data?file=distill-rejects&reason=refusal")
