@@ -46,6 +46,7 @@ class JsonlIndex:
         self.end = 0  # bytes scanned (the end of the last complete line)
         self.torn_bytes = 0
         self._stamp: tuple[int, int, int] | None = None
+        self._seen: tuple[bytes, bytes] = (b"", b"")
         self._searches: OrderedDict[str, list[int]] = OrderedDict()
         self._facets: dict[str, dict[str, list[int]]] = {}
         self._lock = threading.Lock()
@@ -83,13 +84,17 @@ class JsonlIndex:
         self.end = 0
         self.torn_bytes = 0
 
-    def _prefix_intact(self) -> bool:
-        # An append-only file keeps its scanned prefix; check the byte before `end` is still the newline.
-        if self.end == 0:
-            return True
+    def _edges(self) -> tuple[bytes, bytes]:
+        """The first and last 256 bytes of the scanned prefix."""
         with open(self.path, "rb") as f:
-            f.seek(self.end - 1)
-            return f.read(1) == b"\n"
+            head = f.read(min(256, self.end))
+            f.seek(max(0, self.end - 256))
+            return head, f.read(self.end - max(0, self.end - 256))
+
+    def _prefix_intact(self) -> bool:
+        # An append-only file keeps its scanned prefix. A file rewritten in place (same inode, now
+        # longer) would not: its first and last scanned bytes would differ.
+        return self.end == 0 or self._edges() == self._seen
 
     def _scan(self, size: int) -> None:
         with open(self.path, "rb") as f:
@@ -106,6 +111,7 @@ class JsonlIndex:
             pos = nl + 1
         self.end = base + pos
         self.torn_bytes = len(data) - pos
+        self._seen = self._edges() if self.end else (b"", b"")
 
     # ---- reading rows ----------------------------------------------------------------------------
 
