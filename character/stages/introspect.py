@@ -21,6 +21,7 @@ or `target x introspect.max_attempts_factor` attempts were spent.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from typing import Any
 
 from character import layout
 from character.backends.base import Backend, SamplingParams, make_backend
+from character.backends.seeds import request_seed
 from character.config import RunConfig
 from character.config_layers import config_hash
 from character.constitutions import load_constitution
@@ -228,9 +230,16 @@ def _reflections(
         while chunk := plan.next_chunk(s.chunk_size):
             reseed(cfg.seed, refl.KIND, plan.total_attempts)
             prompts = [REFLECTION_PROMPTS[p] for p, _ in chunk]
-            outs = backend.generate(
-                [refl.request(p, system, params, gen.adapter) for p in prompts], progress=False
-            )
+            # One seed per (prompt, sample, attempt): samples of a prompt differ on every engine, and a
+            # resumed run asks for the same draw the killed one would have made.
+            seeds = [
+                request_seed(cfg.seed, f"reflection-{i}-{j}", plan.next_attempt((i, j))) for i, j in chunk
+            ]
+            reqs = [
+                refl.request(p, system, dataclasses.replace(params, seed=sd), gen.adapter)
+                for p, sd in zip(prompts, seeds, strict=True)
+            ]
+            outs = backend.generate(reqs, progress=False)
             new = []
             for slot, prompt, out in zip(chunk, prompts, outs, strict=True):
                 comp = out[0]

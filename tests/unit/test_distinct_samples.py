@@ -271,3 +271,41 @@ def test_teacher_replies_survive_a_crash_in_the_student_pass(
     rows = [json.loads(x) for x in (tmp_path / "run" / "distill" / "teacher.jsonl").read_text().splitlines()]
     keys = [(r["prompt_id"], r["k"]) for r in rows]
     assert len(keys) == len(set(keys))  # no teacher reply was asked for twice
+
+
+def test_reflection_samples_carry_their_own_seed(artifacts: Path, tmp_path: Path) -> None:
+    """Ten reflection prompts, two samples each: every request its own seed (per prompt, sample and
+    attempt), and the same seeds again when the stage runs again from scratch."""
+    from character.models import load_tokenizer
+    from character.stages import introspect
+
+    class Seeds:
+        name, model = "seeds", "embedded"
+
+        def __init__(self) -> None:
+            self.tokenizer = load_tokenizer("embedded")
+            self.seeds: list[int | None] = []
+
+        def generate(
+            self, requests: list[GenerationRequest], *, progress: bool = True
+        ) -> list[list[Completion]]:
+            self.seeds += [r.params.seed for r in requests]
+            text = (
+                "I notice that I care about being careful with words, and honest about my mistakes. When "
+                "someone asks me something hard, I slow down, admit what I do not know, and try again. "
+                "Looking back on my conversations, I see a habit of checking twice before I answer, and "
+                "a quiet pleasure in small, concrete examples that make a large idea easy to hold."
+            )
+            return [[Completion(f"{text} ({r.params.seed})", "stop", 40, 20)] for r in requests]
+
+        def close(self) -> None:
+            pass
+
+    cfg = RunConfig.model_validate({"introspect": {"reflections": 20, "interactions": 0, "chunk_size": 8}})
+    runs = []
+    for name in ("a", "b"):
+        be = Seeds()
+        introspect.run(cfg, tmp_path / name, progress=False, backend=be)  # type: ignore[arg-type]
+        runs.append(be.seeds)
+    assert len(runs[0]) == 20 and len(set(runs[0])) == 20 and None not in runs[0]
+    assert runs[0] == runs[1]
