@@ -223,10 +223,6 @@ async def plotly_asset(request: Request) -> Response:
     return FileResponse(plotly_js(), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
 
 
-async def login(request: Request) -> Response:
-    return RedirectResponse("/", status_code=303)
-
-
 # ---- the app --------------------------------------------------------------------------------------
 
 
@@ -267,7 +263,6 @@ def create_app(
         *views_registry.routes,
         *views_chat.routes,
         *views_constitutions.routes,
-        Route("/login", login),
         Route("/assets/plotly.min.js", plotly_asset),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
