@@ -143,3 +143,13 @@ def standalone_loading() -> None:
     except ImportError:  # pragma: no cover - older transformers
         return
     unset_hf_deepspeed_config()
+
+
+def shutdown() -> None:
+    """Leave the process group together: a process that exits while another still talks to it makes
+    gloo abort (SIGABRT), which would turn a finished launch into a failed one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -4,7 +4,7 @@ When `train.num_processes` > 1, `train.num_machines` > 1 or `train.accelerate_co
 and sft stages call `run_stage` instead of training in the current process. It writes the resolved
 config and the stage's arguments to `<stage>/launch/request.json`, starts
 
-    python -m accelerate.commands.launch --num_processes N [--cpu | --config_file F] ...
+    python -m accelerate.commands.launch --num_processes N [--multi_gpu | --config_file F] ...
         -m character.training.launch <stage>/launch/request.json
 
 and waits. Every child process runs the stage function itself (`character/stages/<stage>.py`), which
@@ -71,7 +71,9 @@ def free_port() -> int:
 
 
 def accelerate_argv(train: TrainConfig, *, device: str, module_args: list[str], cpu_count: int) -> list[str]:
-    """The `accelerate launch` command line for `python -m <module_args>` (pure: tested by its argv)."""
+    """The `accelerate launch` command line for `python -m <module_args>` (pure: tested by its argv).
+
+    `cpu_count` is kept for callers sizing threads; CPU threads go through `launch_env`."""
     if train.num_machines > 1 and (not train.main_process_ip or not train.main_process_port):
         raise ConfigError(
             f"train.num_machines = {train.num_machines} needs train.main_process_ip and a fixed "
@@ -85,10 +87,11 @@ def accelerate_argv(train: TrainConfig, *, device: str, module_args: list[str], 
     argv = [sys.executable, "-m", "accelerate.commands.launch"]
     if train.accelerate_config:
         argv += ["--config_file", str(accelerate_config_path(train.accelerate_config))]
-    elif device == "cpu":
-        # Plain multi-process on CPU: torch's gloo backend, one share of the cores per process.
-        argv += ["--cpu", "--num_cpu_threads_per_process", str(max(1, cpu_count // train.num_processes))]
+    elif device == "cpu" and train.num_processes == 1:
+        argv += ["--cpu"]
     elif train.num_processes > 1:
+        # On CPU too: accelerate's `--cpu` starts ONE process unless MPI is set up; its torchrun path
+        # starts N, and `launch_env` makes them CPU processes (gloo).
         argv += ["--multi_gpu"]
     if not train.accelerate_config:
         argv += ["--mixed_precision", "no", "--dynamo_backend", "no"]  # precision comes from the trainer args
@@ -98,6 +101,17 @@ def accelerate_argv(train: TrainConfig, *, device: str, module_args: list[str], 
         argv += ["--main_process_ip", train.main_process_ip]
     argv += ["--main_process_port", str(train.main_process_port or free_port())]
     return argv + ["-m", *module_args]
+
+
+def launch_env(train: TrainConfig, *, device: str, cpu_count: int) -> dict[str, str]:
+    """Environment for the launch: on CPU, no GPUs, accelerate on CPU, a share of the cores each."""
+    if device != "cpu":
+        return {}
+    return {
+        "ACCELERATE_USE_CPU": "true",
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": str(max(1, cpu_count // train.num_processes)),
+    }
 
 
 def run_stage(stage: str, cfg: RunConfig, run_dir: Path, *, progress: bool = True, **kwargs: Any) -> Any:
@@ -121,14 +135,16 @@ def run_stage(stage: str, cfg: RunConfig, run_dir: Path, *, progress: bool = Tru
             "kwargs": {k: (str(v) if isinstance(v, Path) else v) for k, v in kwargs.items() if v is not None},
         },
     )
+    device = pick_device(cfg.backend.device)
     argv = accelerate_argv(
         cfg.train,
-        device=pick_device(cfg.backend.device),
+        device=device,
         module_args=["character.training.launch", str(request)],
         cpu_count=os.cpu_count() or 1,
     )
+    env = {**os.environ, **launch_env(cfg.train, device=device, cpu_count=os.cpu_count() or 1)}
     log.info("%s: %d training processes: %s", stage, cfg.train.num_processes, " ".join(argv))
-    proc = subprocess.Popen(argv, start_new_session=True)
+    proc = subprocess.Popen(argv, env=env, start_new_session=True)
     try:
         rc = proc.wait()
     except BaseException:
@@ -183,6 +199,7 @@ def child_main(request_path: str) -> int:
             )
         log.error("%s", e)
         return e.exit_code
+    distributed.shutdown()
     return 0
 
 

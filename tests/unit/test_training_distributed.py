@@ -60,12 +60,14 @@ def test_eval_batches_replay_accelerates_sharding(n: int, micro: int, world: int
 
 
 def test_cpu_launch_is_gloo_with_a_share_of_the_cores() -> None:
-    argv = launch.accelerate_argv(
-        TrainConfig(num_processes=2), device="cpu", module_args=["m", "r.json"], cpu_count=4
-    )
+    t = TrainConfig(num_processes=2)
+    argv = launch.accelerate_argv(t, device="cpu", module_args=["m", "r.json"], cpu_count=4)
     assert argv[1:3] == ["-m", "accelerate.commands.launch"]
-    assert argv[argv.index("--num_processes") + 1] == "2" and "--cpu" in argv
-    assert argv[argv.index("--num_cpu_threads_per_process") + 1] == "2"
+    # accelerate's --cpu would start one process; torchrun (--multi_gpu) starts two, on the CPU by env.
+    assert argv[argv.index("--num_processes") + 1] == "2" and "--multi_gpu" in argv and "--cpu" not in argv
+    env = launch.launch_env(t, device="cpu", cpu_count=4)
+    assert env == {"ACCELERATE_USE_CPU": "true", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "2"}
+    assert launch.launch_env(t, device="cuda", cpu_count=4) == {}
     assert int(argv[argv.index("--main_process_port") + 1]) > 0  # a free port, never a fixed 29500
     assert argv[-3:] == ["-m", "m", "r.json"]
 
@@ -126,7 +128,8 @@ try:
     distributed.on_main(fail)
 except TrainingAborted as e:
     out["error"] = [type(e).__name__, str(e)]
-print(json.dumps(out))
+print(json.dumps(out), flush=True)
+distributed.shutdown()
 """
 
 
