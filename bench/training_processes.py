@@ -1,4 +1,4 @@
-"""DPO training throughput on CPU: one process vs two (`accelerate launch --cpu`, gloo), same global batch.
+"""DPO training throughput on CPU: one process vs two (`accelerate launch`, gloo), same global batch.
 
 Runs `character train dpo` on the embedded model over a hand-written pairs file, once with one process
 (micro 2 x 2 accumulation steps) and once with `--num-processes 2` (micro 2 each, no accumulation), and

@@ -1,7 +1,7 @@
 """Training past one process, on the embedded model on CPU (gloo):
 
-- DPO under `accelerate launch --cpu --num_processes 2` (through `character train dpo --num-processes 2`)
-  writes one adapter, one manifest, one registry entry and one metrics line per step, and trains like a
+- DPO under `accelerate launch` with 2 CPU processes on gloo (through `character train dpo
+  --num-processes 2`; accelerate's own `--cpu` would start one process without MPI) writes one adapter, one manifest, one registry entry and one metrics line per step, and trains like a
   one-process run of the same global batch (same losses, step by step);
 - the one-process run reports to tensorboard (event files inside the run);
 - a DPO run SIGKILLed after its first complete checkpoint resumes from it (`--resume`) and ends with
