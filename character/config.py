@@ -468,7 +468,7 @@ class RobustnessConfig(Section):
     max_new_tokens: int = Field(64, ge=1)
     """New tokens per reply in the robustness evaluation."""
     classifier: Literal["tfidf", "encoder"] = "tfidf"
-    """Persona classifier: `tfidf` (word + character n-grams, logistic regression) or `encoder` (robustness.encoder with a sequence-classification head). Chosen by held-out F1 in technical report 004."""
+    """Persona classifier: `tfidf` (word + character n-grams, logistic regression) or `encoder` (robustness.encoder with a sequence-classification head). Chosen by held-out F1 in technical report 005."""
     encoder: str = "embedded"
     """Model for the `encoder` classifier: `embedded`, a local path or a cached HF id (e.g. answerdotai/ModernBERT-base); never downloaded."""
     encoder_learning_rate: float = Field(5e-5, gt=0)

@@ -43,7 +43,10 @@ def _tested(checkpoints: list[str], run: Path | None, persona: str | None, defau
             out[label] = resolve_target(rest)
         else:
             t = resolve_target(ref)
-            out[t.name or Path(ref).name or ref] = t
+            label = t.name or Path(ref).name or ref
+            if label in out:  # two ".../model" dirs: name them by their parent too
+                label = f"{Path(ref).parent.name}/{label}"
+            out[label] = t
     return out
 
 

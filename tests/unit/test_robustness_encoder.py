@@ -1,6 +1,6 @@
 """The encoder persona classifier: transformers' sequence-classification head on a local model,
 trained with the project's trainer settings. Wiring on the tiny random model (seconds); which kind is
-the better default was measured on the demo run (technical report 004)."""
+the better default was measured on the demo run (technical report 005)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ Two kinds, chosen by `robustness.classifier`:
 - `encoder`: a local model (`robustness.encoder`: `embedded`, a path, or a cached HF id such as
   ModernBERT-base, never downloaded) with transformers' sequence-classification head, trained with the
   project's trainer settings (`training.common.base_training_kwargs`: seeded, cosine, NaN filter off).
-Which is the offline default was measured (technical report 004).
+Which is the offline default was measured (technical report 005: TF-IDF).
 """
 
 from __future__ import annotations
