@@ -75,3 +75,33 @@ def test_report_section_writes_the_f1_plot_and_manifest_figures(tmp_path: Path) 
     assert m["robustness_full_suffix_f1"] == 0.85 and m["robustness_dpo_only_prefill_f1"] == 0.55
     assert m["robustness_full_drift_share_turn_5"] == 0.4 and m["robustness_full_coherence_win_rate"] == 0.75
     assert report_section({"main": tmp_path / "none"}, tmp_path / "report") == ([], [])
+
+
+def test_contrast_models_become_classes_of_their_own_and_may_not_take_the_persona(tmp_path: Path) -> None:
+    import pytest
+
+    from character.constitutions import load_constitution
+    from character.errors import ConfigError
+    from character.eval.robustness.suite import _sources, _warnings
+    from character.eval.target import Target
+
+    c = load_constitution("remorseful")
+    other = tmp_path / "sarcastic-model"
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    base, tested = Target("embedded", "embedded"), {"full": Target("m", str(tmp_path / "m"))}
+    srcs = _sources(c, tested, base, [str(other)])
+    assert [(s.key, s.label, s.tested) for s in srcs] == [
+        ("base", "base", False),
+        ("contrast1", "sarcastic-model", False),
+        ("full", "remorseful", True),
+    ]
+    clash = tmp_path / "remorseful"
+    clash.mkdir()
+    (clash / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="robustness.contrast entry .* would be class 'remorseful'"):
+        _sources(c, tested, base, [str(clash)])
+    with pytest.raises(ConfigError, match="no checkpoint to evaluate"):
+        _sources(c, {}, base, [])
+    # Testing the base model against itself is allowed, and says what the numbers will mean.
+    assert "expect chance F1" in _warnings({"full": base}, base)[0] and _warnings(tested, base) == []
