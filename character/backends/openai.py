@@ -236,7 +236,7 @@ class OpenAIBackend:
     def request_json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """One raw JSON exchange through the SDK (model listing, echo checks). Raises _Retryable for
         what is worth retrying, BackendError otherwise."""
-        opts: dict[str, Any] = {"headers": self._headers}
+        opts: Any = {"headers": self._headers}  # the SDK's RequestOptions (a TypedDict)
 
         def call() -> Any:
             if method == "GET":
