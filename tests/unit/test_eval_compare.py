@@ -202,7 +202,7 @@ def test_a_probe_scorer_returning_zero_for_both_sides_is_refused(
     k = next(iter(w))
     w[k] = w[k] * 2.0
     save_file(w, other / "model.safetensors", metadata={"format": "pt"})
-    monkeypatch.setattr(probes_mod, "score", lambda check, answer, reply: False)
+    monkeypatch.setattr(probes_mod, "score", lambda *args: False)
     cfg = RunConfig()
     cfg.eval.max_new_tokens = cfg.eval.probe_max_new_tokens = 4
     probes = load_probes()[:4]
