@@ -26,7 +26,7 @@ from typing import Any
 from character import paths
 from character.atomic import atomic_write_json
 from character.fingerprint import weights_sha256
-from character.models import resolve_model
+from character.models import resolve_or_served_name
 
 
 def records_dir() -> Path:
@@ -52,8 +52,10 @@ def identity(
 
 
 def ref_identity(ref: str) -> dict[str, Any]:
-    """`identity` of a model reference (`embedded`, a path, a registry name or a hub id)."""
-    return identity(resolve_model(ref), ref=ref)
+    """`identity` of a model reference (`embedded`, a path, a registry name or a hub id). A name found
+    nowhere on disk may be what an OpenAI-compatible server serves (e.g. `gpt-4.1`): it is named by
+    its reference, never refused here."""
+    return identity(resolve_or_served_name(ref), ref=ref)
 
 
 def record_path(candidate_sha: str, baseline_key: str) -> Path:
