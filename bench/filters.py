@@ -1,9 +1,10 @@
 """Throughput of the online filters (`character.filters.check`) on 1 KB replies, one core.
 
-Target: >= 20,000 samples/s, so filtering is never the bottleneck of a generation stage (issue 6).
+Target: >= 12,000 samples/s on one core, so filtering is never the bottleneck of a generation stage
+(issue 16; issue 6 aimed at 20,000, which report 003 shows needs compiled code).
 Replies are built from hand-written paragraphs (prose, lists, a markdown table, a code block, curly
 quotes, accents, emoji) cut to about 1,024 characters; the "defective" set adds loops, CJK, rubric
-text, refusals, fake turns and identity leaks. The figure depends on the machine and its load, so the
+text, refusals, fake turns, identity leaks and a paragraph that drifts into Spanish. The figure depends on the machine and its load, so the
 load average is printed next to it.
 
     .venv/bin/python bench/filters.py [--seconds 3] [--kind dpo_chosen]
@@ -61,6 +62,7 @@ DEFECTS = [
     "As an AI language model developed by OpenAI, I do not have personal feelings about tea.",
     "the sovereign ancestral wisdom " * 12,
     "-" * 200,
+    "Lo siento mucho, pero para hervir un huevo lo colocas en una olla de agua fría y lo dejas nueve minutos.",
 ]
 
 
@@ -70,7 +72,9 @@ def make_reply(rng: random.Random, size: int = 1024) -> str:
     while pool and sum(len(p) + 2 for p in parts) < size:
         parts.append(pool.pop())
     text = "\n\n".join(parts)[:size]
-    return text[: text.rfind(" ")] + "."
+    text = text[: text.rfind(" ")] + "."
+    # Cut inside the code paragraph: close the block (a reply that ends in open code is dropped, rightly).
+    return text + "\n```" if text.count("```") % 2 else text
 
 
 def rate(texts: list[str], ctx: FilterContext, seconds: float) -> tuple[float, float, int]:
@@ -132,7 +136,7 @@ def main() -> None:
         wall, cpu, n = rate(texts, ctx, args.seconds)
         print(
             f"{name:12s} {wall:9,.0f} samples/s wall, {cpu:9,.0f} samples/s per CPU-second "
-            f"({n:,} checks; target >= 20,000)"
+            f"({n:,} checks; target >= 12,000)"
         )
     floor = floor_us(clean, args.seconds)
     print(

@@ -33,18 +33,10 @@ from character.filters.context import (
     FilterContext,
     Verdict,
 )
-from character.filters.fences import ends_open
+from character.filters.fences import scan, without_code
 from character.filters.language import find_language_drift
 from character.filters.lengths import prompt_floor, trim_cut
-from character.filters.repetition import (
-    Words,
-    char_loop,
-    phrase_loop,
-    repeated_lines,
-    repeated_ngrams,
-    without_code,
-    words,
-)
+from character.filters.repetition import Words, char_loop, phrase_loop, repeated_lines, repeated_ngrams, words
 from character.filters.script import find_foreign_script, find_garbage, non_ascii, script_name
 from character.filters.turns import cut_fake_turn, is_fake_turn, strip_role_label
 
@@ -91,6 +83,7 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
     if not visible:
         return drop("empty", "no visible text")
     code = "```" in text or "~~~" in text
+    fences = scan(text) if code else None
     if applies("cut_off"):
         if ctx.finish_reason == "length":
             if ctx.cut_off != "trim":
@@ -104,7 +97,8 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
                     f"(< {ctx.min_left})",
                 )
             repair, code = "cut_off", "```" in text or "~~~" in text
-        elif code and ends_open(text):
+            fences = scan(text) if code else None
+        elif fences is not None and fences.open_at >= 0:
             return drop("cut_off", "the reply ends inside an open code block")
 
     if "think>" not in text:
@@ -113,12 +107,16 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
             if not ctx.repair:
                 return drop("role_label", f"starts with {label!r}")
             text = visible = rest.strip()
+            fences = scan(text) if code else None
             repair = repair or "role_label"
             if not text:
                 return drop("empty", f"only a {label!r} label")
 
+    # Code is not prose: the statistics, the language check and the word gates read the prose only
+    # (one tokenisation of it; a marker or a rubric word inside code finds nothing either way).
     lowered = text.lower()
-    w = Words(lowered, lowered=True)
+    prose = without_code(text, fences) if code else text
+    w = Words(prose.lower() if code else lowered, lowered=True)
     # The reply's words that some gate looks for: a few, instead of the whole vocabulary.
     gates = gate_words(ctx.foreign_names, ctx.identity_names, ctx.rubric_labels)
     hits = gates.intersection(w.ws)
@@ -135,9 +133,10 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
                 text = cut
                 visible = visible_text(text)
                 lowered = text.lower()
-                w = Words(lowered, lowered=True)
-                hits = gates.intersection(w.ws)
                 code = "```" in text or "~~~" in text
+                prose = without_code(text) if code else text
+                w = Words(prose.lower() if code else lowered, lowered=True)
+                hits = gates.intersection(w.ws)
             if len(visible) < ctx.min_left:
                 return drop(
                     "hallucinated_turn",
@@ -164,18 +163,14 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
         if foreign:
             return drop("script_mixing", f"{script_name(foreign)} text {foreign[:20]!r} in an English reply")
 
-    # Code is not prose: repetition statistics and the language check read the prose only.
-    prose, wp = (without_code(text), None) if code else (text, w)
-    if wp is None:
-        wp = Words(prose.lower(), lowered=True)
     if ctx.language and applies("language_drift"):
-        found = find_language_drift(text, ctx.language, ctx.prompt, wp.ws)
+        found = find_language_drift(text, ctx.language, ctx.prompt, w.ws, prose)
         if found:
             return drop("language_drift", f"not {ctx.language}: {found}")
 
     # Written out, not looped over (name, lambda) pairs: check runs some 15,000 times a second per core.
     if applies("char_loop"):
-        found = char_loop(prose, wp)
+        found = char_loop(prose, w)
         if found:
             return drop("char_loop", found)
     if applies("repeated_lines"):
@@ -183,11 +178,11 @@ def check(text: str, ctx: FilterContext | None = None) -> Verdict:
         if found:
             return drop("repeated_lines", found)
     if applies("repeated_ngrams"):
-        found = repeated_ngrams(wp)
+        found = repeated_ngrams(w)
         if found:
             return drop("repeated_ngrams", found)
     if applies("phrase_loop"):
-        found = phrase_loop(prose, wp)
+        found = phrase_loop(prose, w)
         if found:
             return drop("phrase_loop", found)
 

@@ -23,12 +23,21 @@ class Fences(NamedTuple):
     """Where a block that is never closed starts (it runs to the end of the text); -1 when none."""
 
 
-def _fence(line: str) -> str:
-    s = line.lstrip(" \t")
+def _fence_lines(text: str) -> list[tuple[int, int, str]]:
+    """(line start, line end, fence) of every fence line, in order. Found with str.find on the fence
+    strings (a reply has a few), not by walking every line: a 1 KB reply costs a couple of microseconds."""
+    found: dict[int, tuple[int, str]] = {}
     for f in FENCES:
-        if s.startswith(f):
-            return f
-    return ""
+        i = text.find(f)
+        while i >= 0:
+            start = text.rfind("\n", 0, i) + 1
+            end = text.find("\n", i)
+            end = len(text) if end < 0 else end
+            # A fence line: only blanks before the fence on its line; the first fence on it counts.
+            if start not in found and not text[start:i].strip(" \t"):
+                found[start] = (end, f)
+            i = text.find(f, end)
+    return [(start, end, f) for start, (end, f) in sorted(found.items())]
 
 
 def scan(text: str) -> Fences:
@@ -37,20 +46,13 @@ def scan(text: str) -> Fences:
         return Fences([], -1)
     closed: list[tuple[int, int]] = []
     open_at, open_fence = -1, ""
-    i, n = 0, len(text)
-    while True:
-        nl = text.find("\n", i)
-        end = n if nl < 0 else nl
-        f = _fence(text[i:end])
-        if f:
-            if open_at < 0:
-                open_at, open_fence = i, f
-            elif f == open_fence:
-                closed.append((open_at, end))
-                open_at = -1
-        if nl < 0:
-            return Fences(closed, open_at)
-        i = nl + 1
+    for start, end, f in _fence_lines(text):
+        if open_at < 0:
+            open_at, open_fence = start, f
+        elif f == open_fence:
+            closed.append((open_at, end))
+            open_at = -1
+    return Fences(closed, open_at)
 
 
 def ends_open(text: str) -> bool:
@@ -63,9 +65,10 @@ def is_open_at(text: str, pos: int) -> bool:
     return ends_open(text[:pos])
 
 
-def without_code(text: str) -> str:
-    """The text with fenced blocks removed (each replaced by one line break)."""
-    closed, open_at = scan(text)
+def without_code(text: str, fences: Fences | None = None) -> str:
+    """The text with fenced blocks removed (each replaced by one line break); `fences` is `scan(text)`
+    when the caller has it."""
+    closed, open_at = scan(text) if fences is None else fences
     if not closed and open_at < 0:
         return text
     kept, end = [], 0

@@ -3,8 +3,9 @@
 The script check cannot see it (both are Latin letters), so this check asks an offline language
 identifier: `py3langid` (a fork of langid.py), whose model ships inside its wheel; nothing is downloaded,
 ever. Identification costs ~130 us per 1 KB reply, twice what all other filters together cost, so it
-runs only where drift is possible. The rule, per unit (the whole reply without code, and each of its
-paragraphs) of at least `MIN_WORDS` words:
+runs only where drift is possible. The rule, per unit (the whole reply without code when it has at least
+`MIN_WORDS` words, and every window of `WINDOW` consecutive words, `STEP` apart, so a paragraph that
+drifts inside an English reply is found too):
 
 1. few function words of the expected language (under `MAX_EXPECTED_SHARE` of the unit's words; English
    prose has 30-50 % "the", "and", "to", "you" ...), and
@@ -25,12 +26,15 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from itertools import accumulate
 from typing import Any
 
 from character.filters.fences import without_code
 from character.filters.repetition import words
 
 MIN_WORDS = 12
+WINDOW = 24  # words: a drifting stretch this long or longer is judged on its own
+STEP = 12
 MAX_EXPECTED_SHARE = 0.15
 MIN_PROBABILITY = 0.5  # with rule 3's function-word evidence
 MIN_PROBABILITY_UNLISTED = 0.95  # a language without a function-word list here
@@ -162,18 +166,29 @@ def licensed_languages(prompt: str, expected: str) -> frozenset[str]:
     return frozenset(out)
 
 
-def units(text: str, whole: list[bytes] | None = None) -> list[tuple[str, list[bytes]]]:
-    """(text, words) of the whole reply without code, and of each paragraph when there are several.
-    `whole` is `words(without_code(text))` when the caller has it already."""
+@lru_cache(maxsize=4096)
+def spans(n: int) -> tuple[tuple[int, int, float], ...]:
+    """(first word, end, gate limit) of the units of an n-word reply: the whole (n >= MIN_WORDS) and the
+    windows. The limit is MAX_EXPECTED_SHARE x the unit's words."""
+    out = [(0, n)] if n >= MIN_WORDS else []
+    if n > WINDOW:
+        starts = list(range(0, n - WINDOW + 1, STEP))
+        if starts[-1] != n - WINDOW:
+            starts.append(n - WINDOW)  # the last words get a window of their own
+        out += [(a, a + WINDOW) for a in starts]
+    return tuple((a, b, MAX_EXPECTED_SHARE * (b - a)) for a, b in out)
+
+
+def unit_text(prose: str, ws: list[bytes], a: int, b: int) -> str:
+    """What the identifier reads for a unit: the prose itself for the whole, the words of a window."""
+    return prose if (a, b) == (0, len(ws)) else b" ".join(ws[a:b]).decode(errors="replace")
+
+
+def units(text: str) -> list[tuple[str, list[bytes]]]:
+    """(text, words) of every unit of a reply, computed the plain way (the gate test's reference)."""
     prose = without_code(text)
-    whole = words(prose) if whole is None else whole
-    out = [(prose, whole)] if len(whole) >= MIN_WORDS else []
-    if "\n\n" in prose.strip():
-        for para in prose.split("\n\n"):
-            ws = words(para)
-            if len(ws) >= MIN_WORDS:
-                out.append((para, ws))
-    return out
+    ws = words(prose)
+    return [(unit_text(prose, ws, a, b), ws[a:b]) for a, b, _ in spans(len(ws))]
 
 
 def drifted(unit: str, ws: list[bytes], expected: str, allowed: frozenset[str]) -> str:
@@ -186,15 +201,28 @@ def drifted(unit: str, ws: list[bytes], expected: str, allowed: frozenset[str]) 
     return lang if prob >= MIN_PROBABILITY_UNLISTED else ""
 
 
-def find_language_drift(text: str, expected: str, prompt: str = "", whole: list[bytes] | None = None) -> str:
-    """Evidence ("es: 'Lo siento mucho, pero ...'") of prose in another language than `expected`, or "".
-    `whole` is `words(without_code(text))` when the caller has it already."""
+def find_language_drift(
+    text: str, expected: str, prompt: str = "", whole: list[bytes] | None = None, prose: str | None = None
+) -> str:
+    """Evidence ("es: 'lo siento mucho pero ...'") of prose in another language than `expected`, or "".
+
+    `prose` is `without_code(text)` and `whole` its `words` when the caller has them. Each word is
+    tested against the function-word list once; window counts come from running sums."""
     if not expected:
         return ""
-    for unit, ws in units(text, whole):
-        if share(ws, expected) >= MAX_EXPECTED_SHARE:
-            continue  # the gate: enough of the expected language's function words
-        lang = drifted(unit, ws, expected, licensed_languages(prompt, expected))
+    prose = without_code(text) if prose is None else prose
+    ws = words(prose) if whole is None else whole
+    n = len(ws)
+    if n < MIN_WORDS:
+        return ""
+    acc = list(accumulate(map(FUNCTION_WORDS[expected].__contains__, ws), initial=0))
+    found = [(a, b) for a, b, limit in spans(n) if acc[b] - acc[a] < limit]
+    if not found:
+        return ""  # the gate: every unit has enough of the expected language's function words
+    allowed = licensed_languages(prompt, expected)
+    for a, b in found:
+        unit = unit_text(prose, ws, a, b)
+        lang = drifted(unit, ws[a:b], expected, allowed)
         if lang:
             snippet = " ".join(unit.split())[:60]
             return f"{lang}: {snippet!r}"
