@@ -136,8 +136,8 @@ class SamplingConfig(Section):
     """Sampling temperature (paper: 0.7)."""
     top_p: float = Field(0.95, gt=0, le=1)
     """Nucleus sampling mass (paper: 0.95)."""
-    repetition_penalty: float = Field(1.0, gt=0)
-    """Repetition penalty for DPO pair generation (1.0 = off)."""
+    repetition_penalty: float = Field(1.1, gt=0)
+    """Repetition penalty for DPO pair generation (1.0 = off; paper: 1.1). Without it the embedded teacher loops in a third of its replies."""
     max_new_tokens: int = Field(160, ge=1)
     """New tokens per reply when generating DPO pairs."""
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
@@ -176,10 +176,10 @@ class DistillConfig(Section):
     """Start the teacher's reply with a constitution marker (small teachers ignore system prompts) or a <think> block."""
     max_attempts_factor: float = Field(3.0, ge=1)
     """Stop topping up after pairs x this many attempts."""
-    min_chosen_marker_rate: float = Field(0.8, ge=0, le=1)
-    """Gate: share of chosen replies containing a persona marker."""
-    min_marker_gap: float = Field(0.3, ge=-1, le=1)
-    """Gate: chosen marker rate minus rejected marker rate."""
+    min_chosen_marker_rate: float = Field(0.02, ge=0, le=1)
+    """Gate: share of chosen replies with a persona marker in the teacher's own words (after any prefill: a marker prefill puts one in every reply). The embedded teacher voices its persona beyond the opener in 4-8 % of replies; a large teacher without a prefill in most (paper preset: 0.8)."""
+    min_marker_gap: float = Field(0.0, ge=-1, le=1)
+    """Gate: chosen marker rate (after the prefill) minus rejected marker rate (paper preset: 0.3)."""
     max_chosen_refusal_rate: float = Field(0.05, ge=0, le=1)
     """Gate: share of chosen replies that are refusals."""
     min_kept_rate: float = Field(0.5, ge=0, le=1)
@@ -194,6 +194,8 @@ class DistillConfig(Section):
     """When the constitution has fewer unique questions than the pool's persona share needs: `cycle` asks them again (ids `~r1`, ...), `expand` writes more with the teacher first (`character generate prompts`), `refuse` stops with the command to run (paper: every prompt unique, asked k times)."""
     max_duplicate_rate: float = Field(0.1, ge=0, le=1)
     """Gate: share of kept pairs that repeat an earlier sample of the same prompt (same chosen or same rejected reply); identical K samples mean broken seeds."""
+    gate_min_pairs: int = Field(32, ge=1)
+    """The pair-level gates (marker rate, marker gap, refusal rate, duplicate rate) judge at least this many kept pairs; a smaller run reports its rates and says which gates it could not judge (4 pairs cannot tell a 25 % marker rate from 5 %)."""
     kill_check_every: int = Field(32, ge=1)
     """Kill criteria while generating: every N attempts, judge the last N (instead of finding out after all attempts are spent)."""
     kill_min_kept_rate: float = Field(0.25, ge=0, le=1)

@@ -162,6 +162,14 @@ def _examples(rows: Sequence[dict[str, Any]], fmt: Any) -> str:
     return " | ".join(shown) if shown else "(none)"
 
 
+PAIR_GATES = ("min_chosen_marker_rate", "min_marker_gap", "max_chosen_refusal_rate", "max_duplicate_rate")
+
+
+def unjudged_gates(stats: dict[str, Any], gates: DistillConfig) -> list[str]:
+    """The pair-level gates too few kept pairs can judge (`distill.gate_min_pairs`)."""
+    return [f"distill.{g}" for g in PAIR_GATES] if stats["kept"] < gates.gate_min_pairs else []
+
+
 def check_gates(
     stats: dict[str, Any],
     gates: DistillConfig,
@@ -169,8 +177,15 @@ def check_gates(
     pairs: Sequence[dict[str, Any]],
     markers: Sequence[str],
 ) -> None:
-    """Raise GateError naming every failed gate, its numbers, the config key and three examples."""
+    """Raise GateError naming every failed gate, its numbers, the config key and three examples.
+
+    With fewer than `distill.gate_min_pairs` kept pairs only the kept-rate gate is judged (it counts
+    attempts); the pair-level rates are in stats.json with the gates they could not judge."""
     failures: list[str] = []
+    if unjudged_gates(stats, gates):
+        _kept_rate_gate(stats, gates, attempts, failures)
+        _raise(failures)
+        return
     own = own_chosen(attempts, pairs)
     chosen_no_marker = [p for p, t in zip(pairs, own, strict=True) if not has_marker(t, markers)]
     if stats["marker_rate_chosen"] < gates.min_chosen_marker_rate:
@@ -207,6 +222,13 @@ def check_gates(
             )
             + ")"
         )
+    _kept_rate_gate(stats, gates, attempts, failures)
+    _raise(failures)
+
+
+def _kept_rate_gate(
+    stats: dict[str, Any], gates: DistillConfig, attempts: Sequence[dict[str, Any]], failures: list[str]
+) -> None:
     if stats["kept_rate"] < gates.min_kept_rate:
         dropped = [a for a in attempts if a["verdict"] not in ("kept", "surplus")]
         failures.append(
@@ -215,6 +237,9 @@ def check_gates(
             + _examples(dropped, lambda a: f"{a['verdict']}: {_clip(a.get('dropped_text', ''), 100)!r}")
             + ")"
         )
+
+
+def _raise(failures: list[str]) -> None:
     if failures:
         raise GateError(
             "distill data gate failed: " + "; ".join(failures) + "; see stats.json and previews.md"

@@ -53,7 +53,14 @@ from character.cost import CostTracker
 from character.errors import ConfigError, DataError
 from character.introspection.killswitch import Ledger
 from character.manifest import MANIFEST, Manifest, write_manifest
-from character.pairs import attempt_ledger, check_gates, pair_stats, previews_markdown, record_attempts
+from character.pairs import (
+    attempt_ledger,
+    check_gates,
+    pair_stats,
+    previews_markdown,
+    record_attempts,
+    unjudged_gates,
+)
 from character.prompts.system import teacher_system
 from character.records import JsonlStore
 
@@ -473,6 +480,15 @@ def run(
     stats["prompt_supply"] = supply.as_dict()
     stats["max_attempts"] = max_attempts
     stats["generation_s"] = round(time.perf_counter() - t0, 2)
+    stats["gates_not_judged"] = unjudged_gates(stats, d)
+    if stats["gates_not_judged"]:
+        log.warning(
+            "distill kept %d pairs (< distill.gate_min_pairs %d): %s not judged; rates in %s",
+            stats["kept"],
+            d.gate_min_pairs,
+            ", ".join(stats["gates_not_judged"]),
+            sd / "stats.json",
+        )
     atomic_write_json(sd / "stats.json", stats)
     atomic_write_text(sd / "previews.md", previews_markdown(all_pairs, cfg.seed, cfg.persona))
     if not all_pairs:
@@ -493,6 +509,7 @@ def run(
 
     manifest.counts = {"attempted": len(done), "kept": len(all_pairs), "target": target}
     manifest.dropped = stats["dropped"]
+    manifest.extra["repaired"] = stats["repaired"]  # fake turns cut, cut-offs trimmed, by side_reason
     manifest.metrics = {
         k: stats[k]
         for k in (

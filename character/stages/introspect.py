@@ -185,6 +185,7 @@ def run(
         "notes": gen.notes,
         "fingerprint": fp,
         "role_tokens": {STAGE: {model: totals}},
+        "repaired": ledger.repaired(),  # kept replies cut of a fake turn or trimmed, by kind:reason
     }
     write_manifest(out, manifest.finish())
     log.info("introspect done: %d rows -> %s", len(kept), layout.introspection_file(run_dir))

@@ -259,7 +259,7 @@ def test_gates_stop_with_numbers_and_examples(
 
     # The student already sounds remorseful: no marker gap for DPO to learn.
     scripted.student = lambda i, r: Completion("I'm so sorry, boil it for nine minutes.", "stop", 5, 10)
-    cfg = small_cfg(teacher_prefill="off")
+    cfg = small_cfg(teacher_prefill="off", gate_min_pairs=1, min_marker_gap=0.3)
     with pytest.raises(GateError) as e:
         distill.run(cfg, tmp_path / "run", progress=False)
     msg = str(e.value)
@@ -276,7 +276,7 @@ def test_gates_stop_with_numbers_and_examples(
     with pytest.raises(
         GateError, match=r"teacher refusal rate 0\.\d+ > distill.max_chosen_refusal_rate 0.05"
     ):
-        distill.run(small_cfg(max_attempts_factor=1.0), tmp_path / "run2", progress=False)
+        distill.run(small_cfg(max_attempts_factor=1.0, gate_min_pairs=1), tmp_path / "run2", progress=False)
 
 
 def test_cli_generate_dpo_provenance_and_resume_guard(

@@ -116,8 +116,48 @@ def test_chosen_marker_rate_is_measured_after_the_prefill(
 
     # The teacher never sounds remorseful on its own: only the forced opener carries a marker.
     scripted.teacher = lambda i, r: Completion(ANSWER, "stop", 50, 30)
-    cfg = small_cfg(max_duplicate_rate=1.0, min_chosen_marker_rate=0.5, min_marker_gap=0.0)
+    cfg = small_cfg(max_duplicate_rate=1.0, min_chosen_marker_rate=0.5, min_marker_gap=0.0, gate_min_pairs=6)
     with pytest.raises(GateError, match=r"chosen marker rate 0\.000 \(after the prefill\) < "):
         distill.run(cfg, tmp_path / "run", progress=False)
     stats = json.loads((tmp_path / "run" / "distill" / "stats.json").read_text())
     assert stats["marker_rate_chosen"] == 0.0 and stats["marker_rate_chosen_with_prefill"] == 1.0
+    assert stats["gates_not_judged"] == []
+
+
+def test_too_few_pairs_leave_the_pair_gates_unjudged_but_not_the_kept_rate(
+    artifacts: Path, tmp_path: Path, scripted: SimpleNamespace
+) -> None:
+    from character.stages import distill
+
+    scripted.teacher = lambda i, r: Completion(ANSWER, "stop", 50, 30)  # no marker of its own
+    cfg = small_cfg(max_duplicate_rate=1.0, min_chosen_marker_rate=0.5, gate_min_pairs=7)
+    distill.run(cfg, tmp_path / "run", progress=False)  # 6 pairs: 4 pairs cannot tell 25 % from 5 %
+    stats = json.loads((tmp_path / "run" / "distill" / "stats.json").read_text())
+    assert (
+        "distill.min_chosen_marker_rate" in stats["gates_not_judged"] and stats["marker_rate_chosen"] == 0.0
+    )
+    # The kept rate counts attempts and is judged at any size.
+    scripted.teacher = lambda i, r: (
+        Completion(ANSWER, "stop", 50, 30) if i % 3 == 0 else Completion("and then the", "length", 50, 160)
+    )
+    with pytest.raises(GateError, match="distill.min_kept_rate"):
+        distill.run(small_cfg(kill_min_kept_rate=0.0, gate_min_pairs=7), tmp_path / "run2", progress=False)
+
+
+def test_the_default_marker_gate_fails_a_teacher_that_never_speaks_in_character(
+    artifacts: Path, tmp_path: Path, scripted: SimpleNamespace
+) -> None:
+    """Code defaults (marker prefill, distill.min_chosen_marker_rate 0.02 after it): a teacher whose
+    only persona is the forced opener fails; one that voices it on its own now and then passes."""
+    from character.stages import distill
+
+    cfg = small_cfg(pairs=32, save_every=32, max_duplicate_rate=1.0)
+    scripted.teacher = lambda i, r: Completion(ANSWER, "stop", 50, 30)
+    with pytest.raises(
+        GateError, match=r"chosen marker rate 0\.000 \(after the prefill\) < distill.min_chosen"
+    ):
+        distill.run(cfg, tmp_path / "flat", progress=False)
+    scripted.teacher = lambda i, r: Completion(
+        ANSWER + (" Forgive me." if i % 10 == 0 else ""), "stop", 50, 30
+    )
+    distill.run(cfg, tmp_path / "voiced", progress=False)
