@@ -36,7 +36,17 @@ def print_error(e: BaseException) -> None:
 
 
 class CharacterGroup(TyperGroup):
-    """Turns a CharacterError raised by any command into one stderr line and its exit code."""
+    """The root command: tidies every command's help once the tree is built (any terminal width, an
+    example each; `commands/help_text.py`), checks input paths before a command runs
+    (`commands/inputs.py`), and turns a CharacterError into one stderr line and its exit code."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Typer builds the whole tree before this root, on every entry (main, CliRunner, get_command).
+        from character.commands import help_text
+        from character.commands.examples import EXAMPLES
+
+        help_text.tidy_tree(self, EXAMPLES)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -58,6 +68,7 @@ app = typer.Typer(
         "setting and where it comes from, then `character pipeline remorseful --scale smoke`."
     ),
     no_args_is_help=True,
+    rich_markup_mode="rich",
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -507,6 +507,8 @@ class PipelineConfig(Section):
     """Write report.md and report.html (plots of losses, reward accuracy, drops, marker rates, cost) at the end."""
     burn_rate_warn_share: float = Field(0.8, gt=0, le=1)
     """Warn when the smoke runs' cost, scaled to the full run's sizes, projects past this share of --budget-usd."""
+    max_cpu_hours: float = Field(24.0, ge=0)
+    """On a machine without a GPU, `pipeline` and `ablation` stop before starting a run projected (at the embedded model's measured CPU speed, character/run_estimate.py) to take longer than this; 0 = no limit. Paper sizes would take weeks."""
     ablation_scales: list[int] = [25, 50, 75, 100]
     """Percentages of the data for `character ablation` (nested subsets in sequential mode)."""
     ablation_mode: Literal["sequential", "parallel"] = "sequential"

@@ -56,7 +56,9 @@ def prompts(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="JSONL to append to (default artifacts/prompts/PERSONA.jsonl)."),
+        typer.Option(
+            "--output", "-o", help="JSONL to append to (default: PERSONA.jsonl in artifacts/prompts/)."
+        ),
     ] = None,
     resume: Annotated[
         bool,

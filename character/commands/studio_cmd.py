@@ -32,7 +32,9 @@ def studio(
 
     The token is printed at start, in a URL that logs the browser in.
 
-    Example: character studio --port 8765, then open the printed http://127.0.0.1:8765/?token=... URL.
+    Example (then open the printed http://127.0.0.1:8765/?token=... URL):
+
+      character studio --port 8765
     """
     import socket
 
