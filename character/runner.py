@@ -60,6 +60,7 @@ from character.errors import (
 )
 from character.layout import STAGES
 from character.manifest import Manifest, read_manifest
+from character.run_estimate import OverallProgress
 from character.runs import STATE, read_cost, read_state
 
 log = logging.getLogger(__name__)
@@ -266,6 +267,7 @@ class Runner:
         self.table = dict(stages) if stages is not None else default_stages()
         self.progress = progress
         self.spent_usd = 0.0
+        self.overall = OverallProgress([])
 
     # -- planning ---------------------------------------------------------------------------------
     def plan(self, run_dir: Path) -> list[SubRun]:
@@ -322,6 +324,8 @@ class Runner:
         if self.resume_dir is None or not any(s.label == "main" for s in subs):
             write_config(run_dir, self.cfg, self.resolved.sources)
         result = PipelineResult(run_dir, subs)
+        # One line per stage on where the whole run is (stage k of 6, share done, ETA): run_estimate.
+        self.overall = OverallProgress([(s.label, s.cfg, self.stage_range(s)) for s in subs])
         try:
             for sub in subs:
                 if sub.label == "main" and len(subs) > 1:
@@ -442,6 +446,7 @@ class Runner:
                     if entry.get("status") != "done":
                         entries[stage] = {**entry, "status": "done", "keys": keys_now}
                     log.info("%s: %s already finished, skipped", sub.label, stage)
+                    self.overall.skipped(sub.label, stage)
                     continue
                 if sd.exists() and diff and any(sd.iterdir()):
                     raise ConfigError(
@@ -480,6 +485,8 @@ class Runner:
         entries[stage] = {"status": "running", "keys": keys_now, "started_at": time.time()}
         write_state(d, state)
         log.info("%s: %s ...", sub.label, stage)
+        if line := self.overall.begin(sub.label, stage):
+            log.info("%s", line)
         t0 = time.time()
         try:
             if stage in ("dpo", "sft"):
@@ -494,6 +501,7 @@ class Runner:
             write_state(d, state)
             raise
         entries[stage].update(status="done", duration_s=round(time.time() - t0, 3))
+        self.overall.done(sub.label, stage, time.time() - t0)
         write_state(d, state)
         atomic_write_json(d / "cost.json", tracker.as_json())
 

@@ -128,6 +128,9 @@ def pipeline(
     from character.constitutions import load_constitution
 
     load_constitution(resolved.config.persona)  # an unknown persona fails here, before a run dir exists
+    from character.run_estimate import check_cpu_feasible
+
+    check_cpu_feasible(resolved.config, f"character pipeline {persona}", until)  # days on a CPU: stop now
     t0 = time.time()
     result = run_pipeline(
         resolved, run_dir=resume, start=start, until=until, force=force, progress=not no_progress
@@ -209,6 +212,9 @@ def ablation(
         env_file=opts.env_file,
         overrides=overrides,
     )
+    from character.run_estimate import check_cpu_feasible
+
+    check_cpu_feasible(resolved.config, f"character ablation {persona}", until)
     out = run_ablation(
         resolved,
         root=resume,
