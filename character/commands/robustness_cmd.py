@@ -4,7 +4,7 @@ and the checkpoints, call `character.eval.robustness.suite.evaluate`, print the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -20,14 +20,17 @@ from character.commands.eval_common import (
     write_json,
 )
 
+if TYPE_CHECKING:
+    from character.eval.target import Target
 
-def _tested(checkpoints: list[str], run: Path | None, persona: str | None, default: str) -> dict[str, object]:
+
+def _tested(checkpoints: list[str], run: Path | None, persona: str | None, default: str) -> dict[str, Target]:
     """label -> Target: `--run` gives its DPO-only and final models; each `--checkpoint` is REF or LABEL=REF."""
     from character.errors import UsageError
     from character.eval.robustness.stage import run_checkpoints
     from character.eval.target import resolve_target
 
-    out: dict[str, object] = {}
+    out: dict[str, Target] = {}
     if run is not None:
         from character.stages.eval import final_model
 

@@ -82,7 +82,8 @@ def _ci(draws: np.ndarray) -> list[float] | None:
     return [round(float(lo), 4), round(float(hi), 4)]
 
 
-def _r(x: float) -> float | None:
+def _r(x: Any) -> float | None:
+    """A 0-d statistic as a rounded float; None when it is undefined (NaN)."""
     return None if x is None or np.isnan(x) else round(float(x), 4)
 
 
