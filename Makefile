@@ -12,10 +12,11 @@ PYTEST_ARGS ?=
 
 .PHONY: setup browser models test demo lint fmt bench smoke clean
 
-setup: $(STAMP) browser
+setup: $(STAMP)
 
 # Headless Chromium and its driver from Debian's packages, for the Studio's real-browser test
-# (selenium never downloads a browser or driver here). Installed only when missing.
+# (selenium never downloads a browser or driver here). Installed only when missing, and only for
+# `make test`: the demo and the package itself do not need a browser.
 browser:
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
@@ -35,7 +36,7 @@ $(STAMP): pyproject.toml
 models: setup
 	$(CHARACTER) models prepare
 
-test: models
+test: models browser
 	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 demo: models
