@@ -378,6 +378,8 @@ class SanityConfig(Section):
     """Fixed prompts the candidate and its base answer greedily; replies are checked with the audit's detectors (empty, garbage characters, loops, foreign script)."""
     max_new_tokens: int = Field(24, ge=4)
     """New tokens per probe reply (kept small: the probe runs in every smoke run)."""
+    repetition_penalty: float = Field(1.1, ge=1.0)
+    """Repetition penalty of the (otherwise greedy, deterministic) probe replies: without one the embedded model and healthy persona models trained from it loop greedily ("I'm so sorry, I'm so sorry, ..."); 1.1 is what the smoke and demo presets sample with."""
     max_new_defects: int = Field(0, ge=0)
     """Probe replies that may be flagged where the base's reply to the same prompt was clean."""
     max_nll_factor: float = Field(1.5, gt=1)

@@ -232,8 +232,12 @@ class HealthCallback(TrainerCallback):
                 f"the model stopped learning; raise {self.kind}.learning_rate or check the data"
             )
         if self.kind == "dpo":
+            # A row's forward pass sees the updates of the steps before it: margins are exactly 0 at
+            # any step up to the first update with a learning rate above 0 (step 1 of a warm-up is 0).
+            updated = any(_num(r, "learning_rate") != 0 for r in self.history[:-1])
             if (
-                row.get("rewards/margins") == 0
+                updated
+                and row.get("rewards/margins") == 0
                 and row.get("rewards/chosen") == 0
                 and row.get("rewards/rejected") == 0
             ):

@@ -4,10 +4,12 @@ Training gates watch numbers the trainer logs; a checkpoint can still come out b
 gates did not see, a merge that scrambled weights, a corrupted save). So every candidate is compared
 with the model it was made from (its base), on the same device, in two cheap ways:
 
-1. greedy replies to a few fixed prompts (`sanity.prompts`, `sanity.max_new_tokens`), each checked
-   with the audit's own detectors (`character.eval.audit` / `character.filters`): empty, garbage
-   characters, a loop, a foreign script. The small embedded model loops on some prompts by itself, so
-   only a *new* defect counts: a prompt whose base reply was clean and whose candidate reply is not.
+1. greedy replies to a few fixed prompts (`sanity.prompts`, `sanity.max_new_tokens`, with
+   `sanity.repetition_penalty` 1.1: without it the embedded model and the project's own demo persona
+   model loop greedily on most prompts, with it neither does), each checked with the audit's own
+   detectors (`character.eval.audit` / `character.filters`): empty, garbage characters, a loop, a
+   foreign script. Only a *new* defect counts (a prompt whose base reply was
+   clean and whose candidate reply is not): what the base already does is not the training's doing.
    More than `sanity.max_new_defects` of them fails.
 2. per-token NLL on a fixed reference text (a few plain exchanges, assistant tokens only, rendered by
    the one chat renderer): the candidate's may be at most `sanity.max_nll_factor` x the base's. A
@@ -119,8 +121,11 @@ def _device(cfg: RunConfig) -> str:
     return distributed.device(cfg.backend.device)
 
 
-def measure(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int) -> Measurement:
-    """Greedy replies to `prompts` (one left-padded batch) and the per-token NLL of REFERENCE."""
+def measure(
+    model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, repetition_penalty: float = 1.0
+) -> Measurement:
+    """Greedy replies to `prompts` (one left-padded batch, optionally with a repetition penalty) and the
+    per-token NLL of REFERENCE."""
     import torch
 
     from character.chat import encode
@@ -137,6 +142,7 @@ def measure(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int)
             attention_mask=att,
             max_new_tokens=max_new_tokens,
             do_sample=False,
+            repetition_penalty=repetition_penalty,
             pad_token_id=pad,
             top_p=None,
             top_k=None,
@@ -184,20 +190,21 @@ def probe(model_dir_or_ref: str | Path, *, base_ref: str, cfg: RunConfig) -> San
     cand = str(model_dir_or_ref)
     adapter = _is_adapter(Path(cand))
     tok = load_tokenizer(base_ref if adapter else cand)
-    key = (_files_key(resolve_model(base_ref)), tuple(s.prompts), s.max_new_tokens, dev)
+    key = (_files_key(resolve_model(base_ref)), tuple(s.prompts), s.max_new_tokens, s.repetition_penalty, dev)
+    args = (s.prompts, s.max_new_tokens, s.repetition_penalty)
     if adapter:
         model = load_model(base_ref, dev, adapter=cand)
-        candidate = measure(model, tok, s.prompts, s.max_new_tokens)
+        candidate = measure(model, tok, *args)
         if key not in _BASE_CACHE:
             with model.disable_adapter():  # the base, exactly: same weights, adapter off
-                _BASE_CACHE[key] = measure(model, tok, s.prompts, s.max_new_tokens)
+                _BASE_CACHE[key] = measure(model, tok, *args)
     else:
         model = load_model(cand, dev)
-        candidate = measure(model, tok, s.prompts, s.max_new_tokens)
+        candidate = measure(model, tok, *args)
         if key not in _BASE_CACHE:
             del model
             base_tok = load_tokenizer(base_ref)
-            _BASE_CACHE[key] = measure(load_model(base_ref, dev), base_tok, s.prompts, s.max_new_tokens)
+            _BASE_CACHE[key] = measure(load_model(base_ref, dev), base_tok, *args)
     base = _BASE_CACHE[key]
     return judge(cand, base_ref, candidate, base, cfg, seconds=time.perf_counter() - t0)
 

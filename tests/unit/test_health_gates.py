@@ -238,9 +238,14 @@ def test_one_noisy_step_does_not_kill_a_healthy_run_but_a_bad_window_does(tmp_pa
 
 
 def test_zero_margins_and_non_finite_still_fire(tmp_path: Path) -> None:
+    # Step 1 of a warm-up updates with lr 0, so step 2 still scores the untouched model: not a failure.
+    step2 = {**START, "step": 2, "learning_rate": 5e-4}
+    quiet = _dpo_callback(tmp_path / "quiet", warmup_logs=1)
+    assert not _feed(quiet, [START, step2]).should_training_stop, quiet.reason
+    # After an update with lr > 0 the policy must differ from the reference.
     cb = _dpo_callback(tmp_path, warmup_logs=1)
-    _feed(cb, [START, {**START, "step": 2}])
-    assert cb.reason is not None and "reward margins exactly 0 after warm-up" in cb.reason
+    _feed(cb, [START, step2, {**START, "step": 3, "learning_rate": 4e-4}])
+    assert cb.reason is not None and cb.reason.startswith("step 3: reward margins exactly 0 after warm-up")
     nan = _dpo_callback(tmp_path / "nan")
     _feed(nan, [{**START, "loss": float("nan")}])
     assert nan.reason is not None and nan.reason.startswith("step 1: non-finite loss = nan")
