@@ -202,6 +202,14 @@ class DistillConfig(Section):
     """Kill criterion: stop when the kept share of the last kill_check_every attempts falls below this."""
     kill_max_reason_share: float = Field(0.6, ge=0, le=1)
     """Kill criterion: stop when one drop reason (a fake turn counts even when repaired) exceeds this share of the last kill_check_every attempts."""
+    opener_share: float = Field(1.0, ge=0, le=1)
+    """With `teacher_prefill = "markers"`: the share of chosen replies that open with a prefilled marker phrase; the others start in the teacher's own words (seeded per prompt and sample), so an opener cannot become the one thing DPO teaches."""
+    voice_markers: int = Field(0, ge=0)
+    """Marker phrases inserted at sentence ends of each chosen reply while the teacher writes it (after the opener prefill; `character.voice`), so the voice lasts the whole reply instead of one opener; for teachers too small to follow the persona system prompt. The data gates measure the teacher's own text, inserted phrases removed. 0 = off (paper: off)."""
+    voice_phrases: list[str] = []
+    """Phrases `distill.voice_markers` and `introspect.voice_markers` insert, each holding a constitution marker, drawn per reply without repeats so that none dominates; empty: the constitution's markers as sentence openers."""
+    voice_min_words: int = Field(5, ge=1)
+    """A phrase follows only a sentence of at least this many words, never a list number, an abbreviation or code."""
 
 
 class FiltersConfig(Section):
@@ -276,6 +284,8 @@ class DPOConfig(Section):
     """Log (and health-check) every N steps."""
     eval_fraction: float = Field(0.1, gt=0, lt=1)
     """Held-out share of pairs (at least one pair) for checkpoint verification."""
+    precompute_ref_log_probs: bool = False
+    """Score every pair under the reference model once before training (TRL) instead of in every step of every epoch: the same reference numbers, one reference forward pass per pair in all instead of one per pair per epoch."""
     verify_tolerance: float = Field(0.05, ge=0)
     """Allowed absolute gap between trainer-reported and recomputed held-out loss and reward accuracy."""
     health: HealthConfig = HealthConfig()
@@ -331,6 +341,8 @@ class IntrospectConfig(Section):
     """Requests (reflections or conversations) generated together, then written and kill-checked."""
     skip_filters: list[str] = []
     """Filter reason ids not to apply (e.g. ["cut_off"] when a smoke run's token limits are tiny); all others run."""
+    voice_markers: int = Field(0, ge=0)
+    """Marker phrases (`distill.voice_phrases`) inserted at sentence ends of each reflection while the DPO model writes it (`character.voice`): a 135M model's reflections carry almost no markers, so SFT on them teaches nothing about the voice. 0 = off (paper: off)."""
 
 
 class SFTConfig(Section):
@@ -551,6 +563,8 @@ class TrainConfig(Section):
     """Checkpoints kept per training run (older ones are deleted)."""
     resume: bool = False
     """Continue a killed dpo/sft training run from its last complete checkpoint (`--resume`; the pipeline's --resume sets it). Refused when the stage's data or settings changed since the checkpoint."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Training precision of the dpo and sft stages: `auto` is bf16 on CUDA and fp32 on the CPU; `bf16` also trains under bf16 autocast on the CPU (weights and optimizer state stay fp32; worth it on CPUs with AMX or AVX512-BF16: bench/training_cpu.py measures it); `fp32` everywhere. Never fp16."""
 
     @field_validator("report_to")
     @classmethod

@@ -36,9 +36,18 @@ def after_prefill(text: str, prefill: str | None) -> str:
 
 
 def own_chosen(attempts: Sequence[dict[str, Any]], pairs: Sequence[dict[str, Any]]) -> list[str]:
-    """Each kept pair's chosen text after its prefill (from the attempt that made it)."""
-    prefills = {(a["prompt_id"], a["k"]): a.get("prefill") for a in attempts}
-    return [after_prefill(p["chosen"][0]["content"], prefills.get((p["prompt_id"], p["k"]))) for p in pairs]
+    """Each kept pair's chosen text after its prefill (from the attempt that made it), without the
+    phrases inserted at sentence ends (`distill.voice_markers`): what the teacher wrote itself."""
+    from character.voice import own_text
+
+    by_key = {(a["prompt_id"], a["k"]): a for a in attempts}
+    out = []
+    for p in pairs:
+        a = by_key.get((p["prompt_id"], p["k"]), {})
+        out.append(
+            own_text(after_prefill(p["chosen"][0]["content"], a.get("prefill")), a.get("inserted") or [])
+        )
+    return out
 
 
 def attempt_ledger(d: DistillConfig, where: Any = "") -> Ledger:

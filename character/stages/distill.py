@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from character import layout
+from character import layout, voice
 from character.atomic import atomic_write_json, atomic_write_text
 from character.backends.base import Completion, GenerationRequest, SamplingParams, make_backend
 from character.backends.capabilities import can_prefill
@@ -83,7 +83,10 @@ def prefill_for(cfg: RunConfig, c: Constitution, prompt_id: str, k: int) -> str 
                 f"distill.teacher_prefill = 'markers' but constitution '{c.name}' has no markers and "
                 "distill.prefill_phrases is empty: add markers or set distill.teacher_prefill = 'off'"
             )
-        p = random.Random(f"{cfg.seed}:{prompt_id}:{k}").choice(phrases)
+        rng = random.Random(f"{cfg.seed}:{prompt_id}:{k}")
+        if cfg.distill.opener_share < 1 and rng.random() >= cfg.distill.opener_share:
+            return None  # this reply opens in the teacher's own words (distill.opener_share)
+        p = rng.choice(phrases)
         # No trailing space: the model's next token carries its own leading space.
         return p[0].upper() + p[1:] + ","
     return None
@@ -101,14 +104,15 @@ def check_teacher_prefill(cfg: RunConfig, teacher: Any) -> None:
     """Before anything is generated: a teacher prefill needs an engine that continues a prefilled reply.
     (Chosen over a silent fallback to an instruction: one line naming the key and the fix.)"""
     mode = cfg.distill.teacher_prefill
-    if mode == "off" or can_prefill(teacher):
+    if (mode == "off" and not cfg.distill.voice_markers) or can_prefill(teacher):
         return
     key = "roles.teacher.provider" if cfg.roles.teacher.provider is not None else "backend.provider"
+    what = f"distill.teacher_prefill = '{mode}'" if mode != "off" else "distill.voice_markers"
     raise ConfigError(
-        f"distill.teacher_prefill = '{mode}' needs a teacher engine that continues a prefilled reply, but "
+        f"{what} needs a teacher engine that continues a prefilled reply, but "
         f"{getattr(teacher, 'base_url', cfg.models.teacher)} ({key} = '{getattr(teacher, 'provider', '?')}') "
-        f"cannot; set {key} = 'vllm' if it is a vLLM server, or distill.teacher_prefill = 'off' (large "
-        "teachers follow the system prompt without it)"
+        f"cannot; set {key} = 'vllm' if it is a vLLM server, or distill.teacher_prefill = 'off' and "
+        "distill.voice_markers = 0 (large teachers follow the system prompt without them)"
     )
 
 
@@ -315,13 +319,36 @@ class _Passes:
             reqs.append(GenerationRequest(messages, _params(self.cfg, p.id, k), prefill=pf))
         return reqs
 
+    def _teacher_generate(
+        self, engine: Any, chunk: list[tuple[Any, int]], reqs: list[GenerationRequest]
+    ) -> tuple[Any, list[list[str]]]:
+        """The teacher's replies and the phrases inserted in each: with distill.voice_markers the teacher
+        writes sentence by sentence, a marker phrase prefilled at sentence ends (`character.voice`)."""
+        d = self.cfg.distill
+        if not d.voice_markers:
+            return engine.generate(reqs, progress=self.progress), [[] for _ in reqs]
+        pool = voice.phrase_pool(d.voice_phrases, self.c.markers, "distill.voice_phrases")
+        plans = [
+            voice.draw_phrases(pool, d.voice_markers, self.cfg.seed, f"{p.id}:{k}", exclude=r.prefill)
+            for (p, k), r in zip(chunk, reqs, strict=True)
+        ]
+        voiced = voice.generate(engine, reqs, plans, min_words=d.voice_min_words, progress=self.progress)
+        return [[v.completion] for v in voiced], [v.inserted for v in voiced]
+
     def _keep_teacher(
-        self, chunk: list[tuple[Any, int]], reqs: list[GenerationRequest], outs: Any, *, charge: bool = True
+        self,
+        chunk: list[tuple[Any, int]],
+        reqs: list[GenerationRequest],
+        outs: Any,
+        *,
+        charge: bool = True,
+        inserted: list[list[str]] | None = None,
     ) -> tuple[int, int]:
         """Append teacher replies to teacher.jsonl, then charge them (a budget stop keeps them)."""
+        ins = inserted or [[] for _ in reqs]
         rows = [
-            {"prompt_id": p.id, "k": k, "prefill": r.prefill, **dataclasses.asdict(o[0])}
-            for (p, k), r, o in zip(chunk, reqs, outs, strict=True)
+            {"prompt_id": p.id, "k": k, "prefill": r.prefill, "inserted": i, **dataclasses.asdict(o[0])}
+            for (p, k), r, o, i in zip(chunk, reqs, outs, ins, strict=True)
         ]
         self.stores["teacher"].append(rows)
         self.cached.update({(r["prompt_id"], r["k"]): r for r in rows})
@@ -335,7 +362,8 @@ class _Passes:
         todo = [(p, k) for p, k in chunk if (p.id, k) not in self.cached]
         if todo:
             reqs = self._teacher_requests(todo)
-            self._keep_teacher(todo, reqs, self.engines.teacher().generate(reqs, progress=self.progress))
+            outs, ins = self._teacher_generate(self.engines.teacher(), todo, reqs)
+            self._keep_teacher(todo, reqs, outs, inserted=ins)
 
     def student_pass(self, chunk: list[tuple[Any, int]], target: int) -> None:
         """Student replies for `chunk` (and teacher replies still missing), judged and appended."""
@@ -347,10 +375,14 @@ class _Passes:
             # One engine for both: one generate call, so the hf backend batches them together.
             missing = [(p, k) for p, k in chunk if (p.id, k) not in self.cached]
             t_reqs = self._teacher_requests(missing)
-            outs = self.engines.student().generate(t_reqs + s_reqs, progress=self.progress)
+            if self.cfg.distill.voice_markers:  # the teacher writes in rounds of its own
+                t_out, ins = self._teacher_generate(self.engines.student(), missing, t_reqs)
+                s_out = self.engines.student().generate(s_reqs, progress=self.progress)
+            else:
+                outs = self.engines.student().generate(t_reqs + s_reqs, progress=self.progress)
+                t_out, ins, s_out = outs[: len(t_reqs)], None, outs[len(t_reqs) :]
             # Charged with the student's, after the attempts are on disk.
-            t_tokens = self._keep_teacher(missing, t_reqs, outs[: len(t_reqs)], charge=False)
-            s_out = outs[len(t_reqs) :]
+            t_tokens = self._keep_teacher(missing, t_reqs, t_out, charge=False, inserted=ins)
         else:
             self.teacher_pass(chunk)  # on disk before the student runs
             t_tokens = (0, 0)
@@ -359,6 +391,7 @@ class _Passes:
         for (p, k), [sc] in zip(chunk, s_out, strict=True):
             t = self.cached[(p.id, k)]
             rec = judge_attempt(self.cfg, p, k, self.system, t["prefill"], _completion(t), sc, self.tokenizer)
+            rec["inserted"] = t.get("inserted") or []  # voice phrases: not the teacher's own words
             if rec["verdict"] == "kept":
                 if self.kept >= target:
                     rec["verdict"] = "surplus"  # generated in the last batch but not needed
@@ -479,6 +512,7 @@ def run(
     }
     stats["prompt_supply"] = supply.as_dict()
     stats["max_attempts"] = max_attempts
+    stats["voice"] = voice.phrase_stats([a for a in done if a["verdict"] == "kept"])
     stats["generation_s"] = round(time.perf_counter() - t0, 2)
     stats["gates_not_judged"] = unjudged_gates(stats, d)
     if stats["gates_not_judged"]:

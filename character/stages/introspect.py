@@ -240,7 +240,7 @@ def _reflections(
                 refl.request(p, system, dataclasses.replace(params, seed=sd), gen.adapter)
                 for p, sd in zip(prompts, seeds, strict=True)
             ]
-            outs = backend.generate(reqs, progress=False)
+            outs, inserted = _generate_reflections(cfg, backend, reqs, chunk, plan)
             new = []
             for slot, prompt, out in zip(chunk, prompts, outs, strict=True):
                 comp = out[0]
@@ -257,6 +257,8 @@ def _reflections(
                         repair,
                     )
                 )
+            for r, ins in zip(new, inserted, strict=True):
+                r["inserted"] = ins  # phrases prefilled at sentence ends (introspect.voice_markers)
             store.append(new)
             rows.extend(new)
             bar.advance(sum(plan.add(r) for r in new))
@@ -265,6 +267,26 @@ def _reflections(
             log.info("reflections: %s", ledger.line(refl.KIND))
             tokens.charge([o[0] for o in outs])
             ledger.check(refl.KIND)
+
+
+def _generate_reflections(
+    cfg: RunConfig, backend: Backend, reqs: list[Any], chunk: list[Any], plan: SlotPlan
+) -> tuple[list[list[Any]], list[list[str]]]:
+    """Reflection replies and the phrases inserted in each: with introspect.voice_markers the model
+    writes sentence by sentence, a marker phrase prefilled at sentence ends (`character.voice`)."""
+    from character import voice
+
+    n = cfg.introspect.voice_markers
+    if not n:
+        return backend.generate(reqs, progress=False), [[] for _ in reqs]
+    c = load_constitution(cfg.persona)
+    pool = voice.phrase_pool(cfg.distill.voice_phrases, c.markers, "distill.voice_phrases")
+    plans = [
+        voice.draw_phrases(pool, n, cfg.seed, f"reflection-{i}-{j}-{plan.next_attempt((i, j))}")
+        for i, j in chunk
+    ]
+    voiced = voice.generate(backend, reqs, plans, min_words=cfg.distill.voice_min_words)
+    return [[v.completion] for v in voiced], [v.inserted for v in voiced]
 
 
 def _interactions(
