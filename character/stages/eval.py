@@ -5,9 +5,14 @@ SFT adapter and the DPO outputs (merged model, else adapter on `models.student`)
 `models.student`. Both answer the same held-out prompts (`bank.heldout_prompts`, never used in
 training) WITHOUT a system prompt, with the same sampling seed.
 
+The DPO-only model (`dpo/merged`, when the final model is a later stage's) answers the same prompts
+too, so what introspection + SFT added sits beside what DPO taught (`eval.side_by_side`).
+
 Output (`run_dir/eval/`): `markers.json` (before/after character strength: marker rate, markers per
-100 words, opener-only vs sustained), `audit.json` (0-100 quality audit with components, each
-side), `replies.jsonl` (every full reply), and `manifest.json` last. When the final model is in the
+100 words, opener-only vs sustained, stock-opener share; `dpo_only` and the `side_by_side` table when
+there is a DPO-only model), `audit.json` (0-100 quality audit with components, each side),
+`replies.jsonl` (every full reply of base and final), `replies_dpo_only.jsonl`, and `manifest.json`
+last. When the final model is in the
 checkpoint registry, its entry's metrics gain the eval numbers.
 
 Run it with `character pipeline ...` or directly: `run(cfg, run_dir)`.
@@ -25,6 +30,7 @@ from character.config import RunConfig
 from character.constitutions import load_constitution
 from character.cost import CostTracker
 from character.errors import UsageError
+from character.eval import side_by_side
 from character.eval.audit import audit_replies
 from character.eval.markers import character_strength
 from character.eval.prompt_sets import eval_prompts
@@ -34,6 +40,17 @@ from character.models import is_complete
 from character.records import write_jsonl
 
 log = logging.getLogger(__name__)
+
+
+DPO_ONLY_REPLIES = "replies_dpo_only.jsonl"
+
+
+def dpo_only_target(run_dir: Path, final_kind: str) -> Target | None:
+    """The run's DPO-only model (`dpo/merged`) when the final model is a later stage's, else None."""
+    merged = layout.dpo_merged(Path(run_dir))
+    if final_kind.startswith("dpo/") or not is_complete(merged):
+        return None
+    return resolve_target(str(merged))
 
 
 def final_model(run_dir: Path) -> tuple[Target, str]:
@@ -92,6 +109,9 @@ def run(
     base = resolve_target(cfg.models.student)
     prompts = eval_prompts(c, cfg.eval.heldout_prompts, cfg.seed)
     sides = {"before": base, "after": final}
+    dpo_only = dpo_only_target(run_dir, final_kind)
+    if dpo_only is not None:
+        sides = {"before": base, "dpo_only": dpo_only, "after": final}
     replies: dict[str, list[str]] = {}
     rows = []
     for side, target in sides.items():
@@ -113,7 +133,7 @@ def run(
     audits = {
         s: audit_replies(
             [(t, r) for (_, t), r in zip(prompts, replies[s], strict=True)],
-            persona_trained=(s == "after"),
+            persona_trained=(s != "before"),
             markers=c.markers,
             own_names=(cfg.models.student_name,) if cfg.models.student_name else (),
         ).to_dict()
@@ -133,7 +153,11 @@ def run(
         "n_before": len(prompts),
         "n_after": len(prompts),
     }
-    write_jsonl(d / "replies.jsonl", rows)
+    if dpo_only is not None:
+        markers_doc.update(dpo_only_model=dpo_only.label, dpo_only=strength["dpo_only"])
+    write_jsonl(d / "replies.jsonl", [r for r in rows if r["side"] != "dpo_only"])
+    if dpo_only is not None:  # its own file: readers of replies.jsonl expect base and final only
+        write_jsonl(d / DPO_ONLY_REPLIES, [r for r in rows if r["side"] == "dpo_only"])
     atomic_write_json(d / "markers.json", markers_doc)
     atomic_write_json(d / "audit.json", {"base_model": base.label, "final_model": final.label, **audits})
     metrics = {
@@ -148,6 +172,9 @@ def run(
     manifest.metrics = metrics
     manifest.counts = {"prompts": len(prompts), "replies": len(rows)}
     manifest.outputs = {k: str(d / k) for k in ("markers.json", "audit.json", "replies.jsonl")}
+    if dpo_only is not None:
+        metrics["audit_dpo_only"] = audits["dpo_only"]["score"]
+        manifest.outputs[DPO_ONLY_REPLIES] = str(d / DPO_ONLY_REPLIES)
     manifest.extra = {"final_model": final.label, "final_kind": final_kind, "base_model": base.label}
     # Forgetting before/after and the prompt-only baseline (#13): capability probes on base, final and
     # base + constitution prompt, in eval/forgetting.json.
@@ -164,6 +191,16 @@ def run(
         )
         manifest.metrics = metrics
         manifest.outputs["robustness.json"] = str(d / "robustness.json")
+    # DPO-only vs final side by side (markers, opener-only, sustained, stock opener, robustness).
+    side_doc = side_by_side.compare(
+        strength, replies, c.markers, cfg.eval.opener_words, robustness=metrics, seed=cfg.eval.seed
+    )
+    markers_doc["side_by_side"] = side_doc
+    atomic_write_json(d / "markers.json", markers_doc)
+    metrics.update(side_by_side.metrics(side_doc))
+    manifest.metrics = metrics
+    for line in side_by_side.markdown(side_doc):
+        log.info("eval: %s", line)
     if tracker is not None:
         manifest.cost_usd = round(tracker.usd_total, 6)
     _record_in_registry(final, metrics)
