@@ -34,12 +34,14 @@ def lora_config(settings: LoraSettings) -> Any:
     )
 
 
-def precision_kwargs(device_pref: str) -> dict[str, Any]:
-    """bf16 on CUDA, fp32 on CPU; never fp16 (overflow NaNs, trl#878)."""
+def precision_kwargs(device_pref: str, precision: str = "auto") -> dict[str, Any]:
+    """bf16 on CUDA, fp32 on CPU unless `precision` says otherwise; never fp16 (overflow NaNs, trl#878).
+
+    bf16 on the CPU is autocast: matrix products run in bf16 (AMX/AVX512-BF16 make them several times
+    faster), while weights, gradients and the optimizer state stay fp32 (`train.precision`)."""
     dev = pick_device(device_pref)
-    if dev == "cuda":
-        return {"bf16": True, "fp16": False, "use_cpu": False}
-    return {"bf16": False, "fp16": False, "use_cpu": True}
+    bf16 = precision == "bf16" or (precision == "auto" and dev == "cuda")
+    return {"bf16": bf16, "fp16": False, "use_cpu": dev != "cuda"}
 
 
 def accumulation_steps(
@@ -81,6 +83,7 @@ def base_training_kwargs(
     lr_scheduler: str = "cosine",
     min_lr_rate: float = 0.1,
     adam_beta2: float = 0.999,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Keyword arguments for trl's DPOConfig/SFTConfig that both stages need.
 
@@ -122,7 +125,7 @@ def base_training_kwargs(
         "activation_checkpointing": False,  # was gradient_checkpointing (renamed in transformers 5)
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
-        **precision_kwargs(device_pref),
+        **precision_kwargs(device_pref, precision),
     }
 
 
@@ -150,6 +153,7 @@ def stage_training_kwargs(cfg: Any, section: Any, output_dir: str, *, run_name: 
         lr_scheduler=section.lr_scheduler,
         min_lr_rate=section.min_lr_rate,
         adam_beta2=section.adam_beta2,
+        precision=train.precision,
     )
 
 

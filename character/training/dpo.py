@@ -98,6 +98,8 @@ def dpo_args(cfg: RunConfig, output_dir: Path, run_name: str = "") -> Any:
         eval_strategy="no",  # held-out metrics are computed once, after training, for verification
         remove_unused_columns=False,
         dataset_num_proc=None,
+        # The reference scores each pair once, not once per epoch (the adapter-disabled base is fixed).
+        precompute_ref_log_probs=d.precompute_ref_log_probs,
     )
     training_args_guard(args)
     one_process_one_device(args)
