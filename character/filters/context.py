@@ -139,7 +139,7 @@ class FilterContext:
     skip: frozenset[str] = field(default_factory=frozenset)
     """Reason ids not to check (on top of the kind's own skips)."""
 
-    # Resolved once in __post_init__ (check runs some 15,000 times per second per core).
+    # Resolved once in __post_init__ (check runs some 12,000 times per second per core).
     lo: int = field(init=False, repr=False, compare=False)
     """Shortest visible reply kept, resolved."""
     hi: int = field(init=False, repr=False, compare=False)

@@ -12,7 +12,7 @@ Fenced code is left out of every statistic (`check` hands these rules the prose 
 Gopher: loops of characters or tokens ("333,333,333,...", "-----...", "ha ha ha ..."),
 which filled 54 % of one seed persona's rows, and one phrase said three times in one paragraph.
 
-Everything is sized for about 15,000 1 KB replies per second on one core (report 003). One 2-gram
+Everything is sized for about 12,000 1 KB replies per second on one core, every check included (report 007). One 2-gram
 count per reply (`Words.c2`) feeds every rule, and cheap necessary conditions prove most clean replies
 clean before an exact statistic is computed: a repeated 5-gram needs four repeated 2-grams that chain
 (`has_chain`), a duplicated paragraph needs a duplicated line, a 24-symbol run needs 24 symbol bytes in
