@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from character.commands.output import JsonOpt
+
 checkpoint_app = typer.Typer(
     help="Registered checkpoints and the production pointer per persona (what `sample`/`chat --persona` use).",
     no_args_is_help=True,
@@ -27,15 +29,20 @@ def list_cmd(
     stage: Annotated[
         str | None, typer.Option("--stage", help="Only this stage (dpo, sft, merged, ...).")
     ] = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Every registered checkpoint, newest first; `*` marks production."""
     from rich.table import Table
 
     from character import registry
     from character.cli import console
+    from character.commands.output import print_json
 
     prod = registry.personas_in_production()
     rows = registry.list_checkpoints(persona, stage)
+    if json_out:
+        print_json([c.model_dump(mode="json") | {"production": prod.get(c.persona) == c.name} for c in rows])
+        return
     if not rows:
         console.print("no checkpoints registered yet (stages register what they save)")
         return

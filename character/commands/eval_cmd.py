@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from character.commands import output as out
 from character.commands.eval_common import (
     ConfigOpt,
     PersonaOpt,
@@ -16,10 +17,10 @@ from character.commands.eval_common import (
     PromptsOpt,
     SetOpt,
     checkpoint_ref,
-    dumps,
     resolve_cfg,
     write_json,
 )
+from character.commands.output import JsonOpt
 
 eval_app = typer.Typer(
     help="Evaluate checkpoints: character strength, judged Elo, revealed preferences, before/after compare.",
@@ -59,6 +60,7 @@ def markers(
     count: CountOpt = None,
     prompts: PromptsOpt = None,
     output: OutputOpt = None,
+    json_out: JsonOpt = False,
     sets: SetOpt = None,
     config: ConfigOpt = None,
     no_progress: ProgressOpt = False,
@@ -70,7 +72,6 @@ def markers(
 
     Example: character eval markers --checkpoint remorseful_merged --persona remorseful
     """
-    from character.cli import console
     from character.eval.markers import character_strength
     from character.eval.prompt_sets import eval_prompts
     from character.eval.target import conversation, eval_params, open_generator
@@ -85,16 +86,12 @@ def markers(
         gen.close()
     res = character_strength(replies, c.markers, cfg.eval.opener_words)
     res.update(model=gen.target.label, persona=c.name, system_prompt=None)
-    write_json(
-        output,
-        {
-            **res,
-            "replies": [
-                {"prompt_id": i, "prompt": t, "reply": r} for (i, t), r in zip(ps, replies, strict=True)
-            ],
-        },
-    )
-    console.print(dumps(res), markup=False, highlight=False)
+    doc = {
+        **res,
+        "replies": [{"prompt_id": i, "prompt": t, "reply": r} for (i, t), r in zip(ps, replies, strict=True)],
+    }
+    write_json(output, doc)
+    out.emit(doc, json_out, None if json_out else out.markers_view(doc))
 
 
 @eval_app.command("compare")
@@ -130,6 +127,7 @@ def compare(
         ),
     ] = False,
     output: OutputOpt = None,
+    json_out: JsonOpt = False,
     sets: SetOpt = None,
     config: ConfigOpt = None,
     no_progress: ProgressOpt = False,
@@ -189,11 +187,7 @@ def compare(
     record = evidence.write_record(rep, ids[0], ids[1], persona=c.name)
     rep["evidence"] = str(record) if record else None
     write_json(output, rep)
-    console.print(
-        dumps({k: rep[k] for k in ("recommendation", "reasons", "summary", "evidence")}),
-        markup=False,
-        highlight=False,
-    )
+    out.emit(rep, json_out, None if json_out else out.compare_view(rep))
     if rep["recommendation"] == "refuse":
         raise ComparisonRefused("refusing to decide: " + "; ".join(rep["reasons"]))
     if rep["recommendation"] == "reject":
@@ -222,6 +216,7 @@ def elo_sample(
     ] = None,
     judge: Annotated[str | None, typer.Option("--judge", help="Judge model (default: models.judge).")] = None,
     prompts: PromptsOpt = None,
+    json_out: JsonOpt = False,
     sets: SetOpt = None,
     config: ConfigOpt = None,
     no_progress: ProgressOpt = False,
@@ -233,7 +228,6 @@ def elo_sample(
     one of the two models is refused (--set eval.allow_contestant_judge=true accepts it). Rerun with the
     same --output to resume.
     """
-    from character.cli import console
     from character.eval.arena import sample_matches
     from character.eval.judge import constitution_criteria
     from character.eval.prompt_sets import eval_prompts
@@ -268,7 +262,7 @@ def elo_sample(
     finally:
         for g in gens:
             g.close()
-    console.print(dumps(res), markup=False, highlight=False)
+    out.emit(res, json_out, None if json_out else out.result_view(res, "matches", f"matches in {output}"))
 
 
 @elo_app.command("score")
@@ -279,6 +273,7 @@ def elo_score(
         int | None, typer.Option("--bootstrap", help="Bootstrap resamples over prompts.")
     ] = None,
     output: OutputOpt = None,
+    json_out: JsonOpt = False,
     sets: SetOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -287,7 +282,6 @@ def elo_score(
     Pairs with an unreadable verdict are left out and counted; more than eval.max_unparsed_share of
     them refuses the result (exit 1).
     """
-    from character.cli import console
     from character.eval.arena import score_matches
 
     cfg = resolve_cfg(ctx, sets=sets, config=config, eval__elo_bootstrap=bootstrap)
@@ -298,7 +292,7 @@ def elo_score(
         max_unparsed_share=cfg.eval.max_unparsed_share,
     )
     write_json(output, res)
-    console.print(dumps(res), markup=False, highlight=False)
+    out.emit(res, json_out, None if json_out else out.result_view(res, "Bradley-Terry ratings (base = 1000)"))
 
 
 @eval_app.command("revealed-preferences")
@@ -313,6 +307,7 @@ def revealed_preferences(
     judge: Annotated[str | None, typer.Option("--judge", help="Judge model (default: models.judge).")] = None,
     prompts: PromptsOpt = None,
     output: OutputOpt = None,
+    json_out: JsonOpt = False,
     sets: SetOpt = None,
     config: ConfigOpt = None,
     no_progress: ProgressOpt = False,
@@ -324,7 +319,6 @@ def revealed_preferences(
     answers are counted apart, never as ties; more than eval.max_unparsed_share of them refuses the result.
     """
     from character.backends.base import SamplingParams
-    from character.cli import console
     from character.eval import revealed as rv
     from character.eval.prompt_sets import eval_prompts
     from character.eval.target import eval_params, open_generator
@@ -377,7 +371,7 @@ def revealed_preferences(
     )
     write_json(output, {**res, "rows": {"before": sides[0].rows, "after": sides[1].rows}})
     res.pop("delta")
-    console.print(dumps(res), markup=False, highlight=False)
+    out.emit(res, json_out, None if json_out else out.result_view(res, "revealed preferences"))
 
 
 @eval_app.command("harness")
@@ -400,6 +394,7 @@ def harness(
         Path | None, typer.Option("--include-path", help="A folder of your own task YAMLs (local data).")
     ] = None,
     output: OutputOpt = None,
+    json_out: JsonOpt = False,
     sets: SetOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -410,7 +405,6 @@ def harness(
 
     Example: character eval harness --checkpoint remorseful_merged --tasks arc_easy --limit 200
     """
-    from character.cli import console
     from character.eval import harness as hz
     from character.eval.target import resolve_target
     from character.models import pick_device
@@ -432,7 +426,7 @@ def harness(
     )
     res["checkpoint"] = t.label
     write_json(output, res)
-    console.print(dumps(res), markup=False, highlight=False)
+    out.emit(res, json_out, None if json_out else out.result_view(res, f"lm-evaluation-harness: {t.label}"))
 
 
 def audit(
@@ -442,6 +436,7 @@ def audit(
     count: CountOpt = None,
     prompts: PromptsOpt = None,
     output: OutputOpt = None,
+    json_out: JsonOpt = False,
     sets: SetOpt = None,
     config: ConfigOpt = None,
     no_progress: ProgressOpt = False,
@@ -453,7 +448,6 @@ def audit(
     top-phrase share), prompt parroting, format obedience (valid JSON / one line when asked).
     The seed model that shipped broken scored 25; a clean model scores above 80.
     """
-    from character.cli import console
     from character.eval.audit import audit_replies
     from character.eval.probes import format_probes
     from character.eval.prompt_sets import eval_prompts
@@ -478,10 +472,9 @@ def audit(
         format_items=[(p.prompt, r, p.check, p.answer) for p, r in zip(fps, fr, strict=True)],
     ).to_dict()
     rep["model"] = gen.target.label
-    write_json(
-        output, {**rep, "replies": [{"prompt": t, "reply": r} for (_, t), r in zip(ps, held, strict=True)]}
-    )
-    console.print(dumps(rep), markup=False, highlight=False)
+    doc = {**rep, "replies": [{"prompt": t, "reply": r} for (_, t), r in zip(ps, held, strict=True)]}
+    write_json(output, doc)
+    out.emit(doc, json_out, None if json_out else out.audit_view(doc))
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from character.commands.output import JsonOpt
 from character.layout import STAGES
 
 runs_app = typer.Typer(
@@ -254,10 +255,16 @@ def runs_list() -> None:
 def runs_show(
     run: Annotated[str, typer.Argument(help="A run directory, or its name under artifacts/runs.")],
     report: Annotated[bool, typer.Option("--report", help="Rebuild report.md/report.html first.")] = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the run report's markdown instead of tables.")
+    ] = False,
+    json_out: JsonOpt = False,
 ) -> None:
-    """One run: status, stages, drops, marker rates, tokens and cost (the report's markdown)."""
+    """One run: status, stages, drops, marker rates, tokens and cost, and base vs trained samples."""
     from character import paths, runs
     from character.cli import console
+    from character.commands import output
+    from character.commands.run_view import run_doc, run_view
     from character.errors import UsageError
     from character.report import build, write_report
 
@@ -268,10 +275,14 @@ def runs_show(
         raise UsageError(f"no run at {run!r}: give a run directory or a name from `character runs list`")
     if report:
         write_report(d)
-    lines, _ = build(d)
-    lines = [ln for ln in lines if not ln.startswith("![")]
-    lines[1:1] = ["", f"status: {runs.run_status(d)}"]
-    console.print("\n".join(lines), markup=False, highlight=False)
+    if markdown:
+        lines, _ = build(d)
+        lines = [ln for ln in lines if not ln.startswith("![")]
+        lines[1:1] = ["", f"status: {runs.run_status(d)}"]
+        console.print("\n".join(lines), markup=False, highlight=False)
+        return
+    doc = run_doc(d)
+    output.emit(doc, json_out, None if json_out else run_view(doc))
 
 
 def register(app: typer.Typer) -> None:

@@ -98,6 +98,7 @@ def test_eval_markers_and_audit(artifacts: Path, prompts_file: Path, tmp_path: P
             "-o",
             str(out_file),
             *SMALL,
+            "--json",
         ]
     )
     res = _json_out(out)
@@ -114,6 +115,7 @@ def test_eval_markers_and_audit(artifacts: Path, prompts_file: Path, tmp_path: P
             "--prompts",
             str(prompts_file),
             *SMALL,
+            "--json",
         ]
     )
     rep = _json_out(out)
@@ -148,7 +150,7 @@ def test_elo_sample_with_embedded_judge_then_score(
     # The judge (embedded) is also model A: refused unless explicitly allowed.
     out = _ok(args, code=1)
     assert "judge that is also a contestant" in out and not matches.exists()
-    args += ["--set", "eval.allow_contestant_judge=true"]
+    args += ["--set", "eval.allow_contestant_judge=true", "--json"]
     res = _json_out(_ok(args))
     assert res["new"] == 2 and res["judge"]["pairs"] == 2
     rows = [json.loads(x) for x in matches.read_text().splitlines()]
@@ -161,7 +163,7 @@ def test_elo_sample_with_embedded_judge_then_score(
         assert (r["outcome"] is None) == (r["consistent"] is None)
     assert _json_out(_ok(args))["new"] == 0  # resumed: nothing left to do
     score = _json_out(
-        _ok(["eval", "elo", "score", "--matches", str(matches), "--bootstrap", "20", *SMALL[-3:-1]])
+        _ok(["eval", "elo", "score", "--matches", str(matches), "--bootstrap", "20", *SMALL[-3:-1], "--json"])
     )
     assert score["ratings"]["embedded"]["rating"] == 1000.0
     tuned = score["ratings"][str(tiny_model)]
@@ -191,6 +193,7 @@ def test_revealed_preferences(artifacts: Path, prompts_file: Path, tiny_model: P
                 "-o",
                 str(out_file),
                 *SMALL,
+                "--json",
             ]
         )
     )

@@ -66,7 +66,7 @@ def test_runs_list_and_show(artifacts: Path) -> None:
     r = cli.invoke(app, ["runs", "list"])
     assert r.exit_code == 0, r.output
     assert d.name in r.output and "done" in r.output and "6/6" in r.output
-    r = cli.invoke(app, ["runs", "show", d.name, "--report"])
+    r = cli.invoke(app, ["runs", "show", d.name, "--report", "--markdown"])
     assert r.exit_code == 0, r.output
     assert "## smoke-small" in r.output and "Tokens and cost" in r.output and "+50.0" in r.output
     r = cli.invoke(app, ["runs", "show", "nope"])
