@@ -43,10 +43,21 @@ class CharacterGroup(TyperGroup):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # Typer builds the whole tree before this root, on every entry (main, CliRunner, get_command).
-        from character.commands import help_text
+        from character.commands import help_text, inputs
         from character.commands.examples import EXAMPLES
 
         help_text.tidy_tree(self, EXAMPLES)
+        inputs.attach(self)
+
+    def make_context(self, info_name: Any, args: Any, parent: Any = None, **extra: Any) -> Any:
+        # The root's own options (--config, --env-file) are checked while parsing, before invoke.
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except CharacterError as e:
+            if os.environ.get("CHARACTER_DEBUG") == "1":
+                raise
+            print_error(e)
+            raise typer.Exit(e.exit_code) from None
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -171,6 +182,7 @@ def _register() -> None:
         "eval_cmd",
         "studio_cmd",
         "robustness_cmd",
+        "doctor_cmd",
     ):
         mod = import_optional(name)
         if mod is not None:

@@ -31,7 +31,10 @@ EXAMPLES: dict[str, list[str]] = {
     "constitution new": ["character constitution new pirate"],
     "constitution import": ["character constitution import traits.json --name pirate"],
     "runs list": ["character runs list"],
-    "runs show": ["character runs show remorseful_20260101-120000"],
+    "runs show": [
+        "character runs show remorseful_20260101-120000",
+        "character runs show remorseful_20260101-120000 --json | jq .status",
+    ],
     "checkpoint list": ["character checkpoint list --persona remorseful"],
     "checkpoint show": ["character checkpoint show remorseful_merged"],
     "checkpoint promote": ["character checkpoint promote remorseful_merged"],

@@ -154,13 +154,23 @@ def tidy(text: str | None) -> str | None:
     return "\n\n".join("\n".join(p) for p in paragraphs) + (sep + tail if sep else "")
 
 
+SHELL_OPERATORS = {"|", ">", ">>", "<", "2>", "&&", "||", ";", "&"}
+
+
+def command_words(example: str) -> list[str]:
+    """The words of an example command up to the first shell operator (`> doctor.json`, `| jq`)."""
+    words = shlex.split(example.strip().rstrip("\\"))
+    cut = next((i for i, w in enumerate(words) if w in SHELL_OPERATORS), len(words))
+    return words[:cut]
+
+
 def has_example(text: str | None, path: list[str]) -> bool:
     """Whether `text` shows an example that runs the command at `path` (global options allowed)."""
     for line in (text or "").split("\n"):
         if not is_example(line):
             continue
         try:
-            words = [w for w in shlex.split(line.strip().rstrip("\\")) if not w.startswith("-")]
+            words = [w for w in command_words(line) if not w.startswith("-")]
         except ValueError:
             continue
         if words[1 : 1 + len(path)] == path:

@@ -15,7 +15,6 @@ the rendered page (plain text, as a terminal shows it):
 from __future__ import annotations
 
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ import typer
 from typer.testing import CliRunner
 
 from character.cli import app
-from character.commands.help_text import is_example, walk
+from character.commands.help_text import command_words, is_example, walk
 from character.errors import CharacterError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,7 +133,7 @@ def parse_example(root: Any, example: str) -> list[str]:
     """Parse an example against the command tree without running it; returns the command path.
     A CharacterError from an input check (an example's placeholder path) is accepted: the words
     and options parsed."""
-    argv = shlex.split(example)[1:]
+    argv = command_words(example)[1:]
     ctx = root.make_context("character", argv)
     cmd, path = root, []
     args = [*ctx._protected_args, *ctx.args]
