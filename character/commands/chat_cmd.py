@@ -29,6 +29,9 @@ TempOpt = Annotated[
 ]
 
 
+SAMPLE_PROMPTS = 3  # held-out prompts `sample` answers when given none
+
+
 def _params(cfg, max_new_tokens: int | None, temperature: float | None, n: int = 1, seed: int | None = None):  # type: ignore[no-untyped-def]
     from character.backends.base import SamplingParams
 
@@ -43,7 +46,10 @@ def _params(cfg, max_new_tokens: int | None, temperature: float | None, n: int =
 
 def sample(
     ctx: typer.Context,
-    prompt: Annotated[str, typer.Argument(help="The user message.")],
+    prompt: Annotated[
+        str | None,
+        typer.Argument(help="The user message. Default: a few held-out prompts of the persona."),
+    ] = None,
     checkpoint: CheckpointOpt = None,
     persona: PersonaOpt = None,
     system: Annotated[
@@ -58,7 +64,13 @@ def sample(
 ) -> None:
     """Sample replies to one prompt, without a system prompt unless --system is given.
 
-    Example: character sample "How do I boil an egg?" --checkpoint remorseful_merged
+    Without a PROMPT it answers a few held-out prompts of the checkpoint's persona (else --persona,
+    else `persona`): a first look at what a checkpoint sounds like.
+
+    Examples:
+
+      character sample "How do I boil an egg?" --checkpoint remorseful_merged
+      character sample --checkpoint remorseful_merged
     """
     from character.cli import console
     from character.eval.target import conversation, open_generator
@@ -67,15 +79,27 @@ def sample(
     ref = checkpoint_ref(checkpoint, persona, cfg.models.student)
     gen = open_generator(cfg, ref)
     try:
-        outs = gen.generate(
-            [conversation(prompt, system)], _params(cfg, max_new_tokens, temperature, n, seed), progress=False
-        )[0]
+        if prompt is None:
+            from character.constitutions import load_constitution
+            from character.eval.prompt_sets import eval_prompts
+
+            c = load_constitution(persona or gen.target.persona or cfg.persona)
+            prompts = [t for _, t in eval_prompts(c, SAMPLE_PROMPTS, cfg.seed)]
+        else:
+            prompts = [prompt]
+        params = _params(cfg, max_new_tokens, temperature, n, seed)
+        outs = gen.generate([conversation(p, system) for p in prompts], params, progress=False)
     finally:
         gen.close()
-    for i, c in enumerate(outs):
-        if n > 1:
-            console.print(f"--- {i + 1}/{n} ({c.finish_reason}, {c.completion_tokens} tokens)", markup=False)
-        console.print(c.text, markup=False, highlight=False)
+    for p, replies in zip(prompts, outs, strict=True):
+        if prompt is None:
+            console.print(f"> {p}", markup=False, highlight=False, style="bold")
+        for i, c in enumerate(replies):
+            if n > 1:
+                console.print(
+                    f"--- {i + 1}/{n} ({c.finish_reason}, {c.completion_tokens} tokens)", markup=False
+                )
+            console.print(c.text, markup=False, highlight=False)
 
 
 def chat(

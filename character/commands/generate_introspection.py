@@ -77,6 +77,10 @@ def introspection(
     when, over the last `introspect.kill_check_every` samples, the kept rate falls below
     `introspect.min_kept_rate` or one drop reason exceeds `introspect.max_reason_share`.
 
+    With no DPO model yet (no run of the persona has dpo/merged or dpo/adapter, and no --checkpoint),
+    it generates with the untrained models.student and warns: such data carries no persona. Make the
+    DPO model first with `character generate dpo` then `character train dpo`.
+
     Example: character generate introspection --persona remorseful --reflections 100 --interactions 10
     """
     from character import layout
