@@ -70,3 +70,45 @@ def write_pairs(path: Path) -> Path:
 def write_config(path: Path, extra: str = "") -> Path:
     path.write_text(CONFIG + extra)
     return path
+
+
+SFT_CONFIG = """
+[backend]
+device = "cpu"
+
+[lora]
+r = 8
+alpha = 16
+
+[sft]
+base = "base"
+batch_size = 4
+micro_batch_size = 2
+max_steps = 3
+max_length = 128
+eval_fraction = 0.25
+
+[sft.health]
+warmup_logs = 2
+
+[sanity]
+enabled = false
+"""
+
+
+def write_introspection(path: Path) -> Path:
+    """Reflection-shaped rows (user question, assistant answer), one prompt each."""
+    rows = [
+        {
+            "id": f"r{i}",
+            "kind": "reflection",
+            "variant": "test",
+            "messages": [
+                {"role": "user", "content": q},
+                {"role": "assistant", "content": f"I am sorry it took me a moment. {q} I will do my best."},
+            ],
+        }
+        for i, q in enumerate(QUESTIONS)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

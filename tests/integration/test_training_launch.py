@@ -24,7 +24,7 @@ from character import registry
 from character.config_layers import resolve
 from character.training import tracking
 from tests.conftest import ROOT, cli_env, run_cli
-from tests.integration.dpo_tiny import write_config, write_pairs
+from tests.integration.dpo_tiny import SFT_CONFIG, write_config, write_introspection, write_pairs
 
 pytestmark = pytest.mark.slow
 
@@ -127,3 +127,25 @@ def test_sigkilled_dpo_resumes_from_its_last_checkpoint(artifacts: Path, tmp_pat
     assert _loss_steps(rows) == [1, 2, 3, 4, 5]  # every step exactly once
     assert [r for r in rows if r["step"] <= k and "loss" in r] == [r for r in before if "loss" in r]
     assert not trainer_dir.exists()  # checkpoints are removed once the stage finished
+
+
+def test_sft_under_two_processes_publishes_once(artifacts: Path, tmp_path: Path) -> None:
+    data = write_introspection(tmp_path / "introspection.jsonl")
+    cfg_file = tmp_path / "sft.toml"
+    cfg_file.write_text(SFT_CONFIG)
+    res = run_cli(
+        "train", "sft", "--persona", "remorseful", "--dataset", str(data), "--config", str(cfg_file),
+        "--suffix", "two", "--num-processes", "2", artifacts=artifacts, timeout=900,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-4000:]
+    (run,) = [d for d in (artifacts / "runs").iterdir() if d.name.startswith("remorseful_two_")]
+    manifest = json.loads((run / "sft" / "manifest.json").read_text())
+    assert manifest["extra"]["processes"] == 2 and manifest["metrics"]["steps"] == 3
+    rows = [json.loads(x) for x in (run / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert _loss_steps(rows) == [1, 2, 3]
+    assert (run / "sft" / "adapter" / "adapter_model.safetensors").exists()
+    assert not (run / "sft" / ".trainer").exists() and not (run / "sft" / "aborted").exists()
+    names = sorted(json.loads((artifacts / "registry.json").read_text())["checkpoints"])
+    assert names == ["remorseful_two_sft"]
+    # The held-out rows are sharded (and topped up) across 2 processes; verification replays that.
+    assert json.loads((run / "sft" / "verification.json").read_text())["passed"]
