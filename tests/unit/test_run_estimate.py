@@ -86,3 +86,23 @@ def test_progress_line_counts_stages_and_learns_the_runs_speed() -> None:
     k, share = _numbers(q.begin("main", "distill"))
     assert k == "1/6" and share > 0
     assert q.begin("nowhere", "distill") == ""  # not in the plan: no line, no crash
+
+
+def test_the_runner_logs_one_progress_line_per_stage(artifacts, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from character.runner import Runner
+    from tests.unit.test_runner import FakeStages
+
+    res = resolve(environ={}, overrides={"pipeline.smoke": "small"})
+    with caplog.at_level(logging.INFO, logger="character.runner"):
+        Runner(res, stages=FakeStages().table(), progress=False).run()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("run progress:")]
+    assert len(lines) == 12  # 6 stages of smoke-small, then 6 of the full run
+    got = [_numbers(ln) for ln in lines]
+    assert [k for k, _ in got] == [f"{i}/6" for i in range(1, 7)] * 2
+    shares = [s for _, s in got]
+    # Fake stages take milliseconds, so the learnt speeds are noise: only the bounds are certain.
+    assert shares[0] == 0 and all(0 <= s < 100 for s in shares) and shares[6] > 0
+    assert "sub-run 2/2 main" in lines[6] and "step 7/12" in lines[6]
+    assert all("measured rates" in ln for ln in lines[1:])  # learnt from the first finished stage
