@@ -103,6 +103,6 @@ def test_the_runner_logs_one_progress_line_per_stage(artifacts, caplog) -> None:
     assert [k for k, _ in got] == [f"{i}/6" for i in range(1, 7)] * 2
     shares = [s for _, s in got]
     # Fake stages take milliseconds, so the learnt speeds are noise: only the bounds are certain.
-    assert shares[0] == 0 and all(0 <= s < 100 for s in shares) and shares[6] > 0
+    assert shares[0] == 0 and all(0 <= s < 100 for s in shares)
     assert "sub-run 2/2 main" in lines[6] and "step 7/12" in lines[6]
     assert all("measured rates" in ln for ln in lines[1:])  # learnt from the first finished stage
