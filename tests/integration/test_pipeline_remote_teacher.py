@@ -54,7 +54,6 @@ cpu_threads = 1
 [roles.judge]
 {remote}
 [sampling]
-temperature = 1.0
 max_new_tokens = 48
 stop = ["\\n\\n"]
 
@@ -72,6 +71,7 @@ min_kept_rate = 0.0
 [dpo]
 max_steps = 2
 eval_fraction = 0.25
+learning_rate = 5e-5  # a light touch: 3 pairs at the embedded default made greedy probe replies loop
 
 [dpo.health]
 warmup_logs = 1
@@ -90,6 +90,7 @@ max_reason_share = 1.0
 [sft]
 max_steps = 2
 eval_fraction = 0.2
+learning_rate = 5e-5
 
 [eval]
 heldout_prompts = 3

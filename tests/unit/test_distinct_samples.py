@@ -108,6 +108,7 @@ def remote_cfg(url: str) -> RunConfig:
     cfg = RunConfig()
     cfg.distill.pairs, cfg.distill.k, cfg.distill.save_every = 6, 2, 4
     cfg.distill.teacher_prefill = "off"
+    cfg.distill.gate_min_pairs = 1  # judge the pair gates on these few pairs
     cfg.dpo.max_length = 192
     for role in ("teacher", "student"):
         r = getattr(cfg.roles, role)
