@@ -1,8 +1,9 @@
 """The real pipeline on the embedded model, through the real CLI in a subprocess.
 
 - `character pipeline remorseful --scale smoke --smoke small` runs every stage and writes every artifact;
-- an absurd DPO learning rate (1e30, set through the environment, no mock) overflows the weights so
-  smoke-small's DPO loss goes non-finite, and the health gate stops the run before smoke-large starts;
+- a DPO learning rate of 1e4 (set through the environment, no mock) collapses smoke-small's model to
+  finite garbage (uniform predictions, chosen replies far less likely), and the collapse gates stop
+  the run before smoke-large starts, with nothing registered;
 - a pipeline SIGKILLed mid-generation and resumed with --resume loses no finished sample and
   duplicates none.
 """
@@ -59,10 +60,19 @@ def test_smoke_pipeline_writes_every_artifact(smoke_run: tuple[Path, str]) -> No
     assert "run finished" in output
 
 
-def test_nan_in_smoke_small_dpo_stops_before_smoke_large(copy_of_smoke_run: Path) -> None:
-    # Reuse a copy of the finished smoke-small's data: rerun its DPO (and what follows) with an absurd
-    # learning rate, asking for both smoke runs. The runner must stop at smoke-small's DPO.
+def test_collapse_in_smoke_small_dpo_stops_before_smoke_large(
+    copy_of_smoke_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reuse a copy of the finished smoke-small's data: rerun its DPO (and what follows) with lr 1e4,
+    # asking for both smoke runs. The runner must stop at smoke-small's DPO. Nothing goes non-finite
+    # at 1e4 (fp32 + Adam collapses the model to finite values), so only the collapse gates can see it;
+    # the non-finite gate has its own tests (tests/unit/test_dpo_training.py, test_health_gates.py).
+    from character import registry
+
     run = copy_of_smoke_run
+    artifacts = run.parent.parent
+    monkeypatch.setenv("CHARACTER_ARTIFACTS", str(artifacts))  # this process reads the copy's registry
+    before = [c.model_dump() for c in registry.list_checkpoints()]
     res = _cli(
         "pipeline",
         "remorseful",
@@ -72,19 +82,19 @@ def test_nan_in_smoke_small_dpo_stops_before_smoke_large(copy_of_smoke_run: Path
         "both",
         "--force",
         "dpo",
-        artifacts=run.parent.parent,
-        # 1e4 is not enough: in fp32 with Adam the model collapses to finite garbage (see the DPO unit
-        # tests). 1e30 overflows the weights, so a real non-finite loss appears within the 3 steps.
-        CHARACTER_DPO__LEARNING_RATE="1e30",
+        artifacts=artifacts,
+        CHARACTER_DPO__LEARNING_RATE="1e4",
     )
     assert res.returncode == 1, res.stderr[-2000:]
     err = " ".join(res.stderr.split())
     assert "smoke-small failed" in err and "full run was not started" in err
-    assert "dpo training aborted" in err and "non-finite" in err  # the health gate, at once
+    assert "dpo training aborted" in err and "collapse:" in err and "lower dpo.learning_rate" in err
+    assert "collapse:" in (run / "smoke-small" / "dpo" / "aborted" / "REASON.txt").read_text()
     assert not (run / "smoke-large").exists()
     assert read_manifest(run / "smoke-small" / "dpo") is None
     assert read_manifest(run / "smoke-small" / "distill") is not None  # finished data untouched
     assert json.loads((run / "pipeline.json").read_text())["status"] == "failed"
+    assert [c.model_dump() for c in registry.list_checkpoints()] == before  # nothing registered
 
 
 def _rows(path: Path) -> list[dict]:
