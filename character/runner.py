@@ -208,7 +208,10 @@ class PipelineResult:
 
 
 def new_run_dir(cfg: RunConfig) -> Path:
-    name = cfg.persona + (f"_{cfg.name_suffix}" if cfg.name_suffix else "")
+    # A persona given as a constitution file (`pipeline path/to/pirate.yaml`) names its run by the file's
+    # stem: the path itself would put the run directory next to the file, outside artifacts/runs.
+    persona = Path(cfg.persona).stem if cfg.persona.endswith((".yaml", ".yml")) else cfg.persona
+    name = persona + (f"_{cfg.name_suffix}" if cfg.name_suffix else "")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = paths.runs_dir() / f"{name}_{stamp}"
     d, n = base, 2

@@ -174,6 +174,12 @@ def check(kind: str, label: str, value: Any) -> None:
         # other path-like name is refused by the command without touching the filesystem.
         if isinstance(value, str) and value.endswith((".yaml", ".yml")):
             _file("constitution", label, value)
+        elif kind == "persona" and isinstance(value, str) and ("/" in value or value.startswith((".", "~"))):
+            # Never a file name to glob for (`--persona /etc/passwd` crashed in a run-dir search).
+            raise UsageError(
+                f"{label} {value!r} is neither a persona name nor a constitution file: give a name from "
+                "`character constitution list` or a path ending in .yaml"
+            )
     else:
         _file(kind, label, value)
 

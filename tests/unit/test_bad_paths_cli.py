@@ -64,7 +64,11 @@ def _bad_values(tmp: Path, kind: str) -> dict[str, str]:
     empty.write_bytes(b"")
     binary = tmp / f"binary{suffix}"
     binary.write_bytes(os.urandom(4096).replace(b"\n", b"\xff") + b"\x00\xff")
-    return {"missing": f"/no/such/thing{suffix}", "empty": str(empty), "binary": str(binary)}
+    return {
+        "missing": str(tmp / "no-such-dir" / f"thing{suffix}"),
+        "empty": str(empty),
+        "binary": str(binary),
+    }
 
 
 def test_the_walk_finds_the_inputs_it_must() -> None:
@@ -132,6 +136,8 @@ def test_messages_say_what_is_wrong_and_what_to_give(artifacts: Path, tmp_path: 
     assert r.exit_code == 2 and "--dataset" in r.output and "is not UTF-8 text" in r.output
     r = runner.invoke(app, ["eval", "elo", "score", "--matches", data["empty"]])
     assert r.exit_code == 2 and "--matches" in r.output and "is empty" in r.output
+    r = runner.invoke(app, ["train", "dpo", "--persona", "/etc/passwd"])
+    assert r.exit_code == 2 and "is neither a persona name nor a constitution file" in r.output
     # A name (registry entry, hub id, `embedded`) is the command's to resolve, not a path problem.
     from character.commands.inputs import check
 
@@ -156,3 +162,12 @@ def test_the_issues_example_through_the_real_entry_point(artifacts: Path) -> Non
         "error: checkpoint '/no/such' does not exist: give a model directory, a PEFT adapter directory, "
         "a registry name (`character checkpoint list`) or `embedded`"
     ]
+
+
+def test_a_constitution_file_as_persona_runs_inside_artifacts(artifacts: Path, tmp_path: Path) -> None:
+    from character.config_layers import resolve
+    from character.runner import new_run_dir
+
+    cfg = resolve(environ={}, overrides={"persona": str(tmp_path / "pirate.yaml")}).config
+    d = new_run_dir(cfg)
+    assert d.parent == artifacts / "runs" and d.name.startswith("pirate_")
