@@ -184,7 +184,12 @@ def run(
     manifest.metrics = metrics
     manifest.outputs[FILENAME] = str(d / FILENAME)
     if cfg.robustness.enabled:  # the final and the DPO-only model under attack (eval/robustness.json)
-        from character.eval.robustness.stage import robustness_for_run
+        from character.eval.heldout_reuse import robustness_rows, seed_robustness_replies
+        from character.eval.robustness.stage import REPLIES, robustness_for_run
+
+        # Its unmodified replies are requests this stage already made: reused, not generated twice.
+        finish = {s: [r["finish_reason"] for r in rows if r["side"] == s] for s in sides}
+        seed_robustness_replies(d / REPLIES, robustness_rows(cfg, c, sides, prompts, replies, finish))
 
         metrics.update(
             robustness_for_run(cfg, run_dir, c, final, final_kind, progress=progress, tracker=tracker)
