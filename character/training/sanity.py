@@ -220,8 +220,9 @@ def judge(
 ) -> SanityReport:
     """The verdict from two measurements (pure: tested on fixed replies and numbers)."""
     s = cfg.sanity
-    replies, new = [], 0
-    examples = []
+    replies: list[dict[str, Any]] = []
+    examples: list[str] = []
+    new = 0
     for prompt, b, c in zip(s.prompts, base.replies, candidate.replies, strict=True):
         bd, cd = reply_defects(prompt, b), reply_defects(prompt, c)
         fresh = [d for d in cd if not bd]

@@ -88,6 +88,21 @@ HEALTHY = {
 }
 
 
+# The row issue #13 reports for its registered model: the loss (0.1 x NLL) sat under the old fixed
+# ceiling while the model predicted uniformly and the chosen replies fell 190 nats below the reference.
+ISSUE = {
+    **START,
+    "step": 6,
+    "loss": 1.0803,
+    "entropy": 10.80,
+    "logits/chosen": 0.0,
+    "logits/rejected": 0.0,
+    "mean_token_accuracy": 0.0,
+    "rewards/chosen": -19.0,
+    "logps/chosen": -119.67 - 190.0,
+}
+
+
 def findings(row: dict, first: dict = START, **cfg: float) -> list[str]:
     return collapse_findings(
         row,
@@ -110,6 +125,15 @@ def test_uniform_row_fires_entropy_logits_and_loss_gates() -> None:
     assert "entropy 10.80 >= dpo.health.max_entropy_share 0.9 x ln(49152) = 9.72" in text
     assert "logits/chosen and logits/rejected are exactly 0" in text
     assert "loss 18.8 > dpo.health.max_loss_factor 2 x the run's first loss 0.9875" in text
+
+
+def test_the_issues_row_is_caught_though_its_loss_is_below_every_ceiling() -> None:
+    found = findings(ISSUE)
+    text = " | ".join(found)
+    assert not any(f.startswith("loss") for f in found)  # 1.08 < 2 x 0.99: the loss alone looks fine
+    assert "entropy 10.80 >=" in text and "logits/chosen and logits/rejected are exactly 0" in text
+    assert "likelihood displacement: chosen log-prob per token 4.75 nats below the reference" in text
+    assert "chosen NLL 2.59 x the base model's" in text
 
 
 def test_displaced_row_fires_displacement_and_nll_ratio_before_entropy_moves() -> None:
