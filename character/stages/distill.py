@@ -3,10 +3,11 @@
 In: the resolved config (persona, teacher/student models, sampling, `distill.*`). For every prompt of
 the bank's DPO pool and every sample index k < `distill.k`, the teacher answers with the constitution
 in its system prompt (optionally starting its reply with a marker phrase or a `<think>` block, see
-`distill.teacher_prefill`) and the student answers with no system prompt, both through the model's
-chat template. Both replies go through `character.filters` (the chosen side also has the teacher's
-self-name renamed and refusals dropped) and pairs whose prompt + reply exceed `dpo.max_length` tokens
-are dropped. Filtered attempts are topped up with fresh keys until `distill.pairs` are kept or
+`distill.teacher_prefill`; with `distill.voice_markers` the teacher also gets marker phrases prefilled
+at sentence ends as it writes, `character.voice`) and the student answers with no system prompt, both
+through the model's chat template. Both replies go through `character.filters` (the chosen side also
+has the teacher's self-name renamed and refusals dropped) and pairs whose prompt + reply exceed
+`dpo.max_length` tokens are dropped. Filtered attempts are topped up with fresh keys until `distill.pairs` are kept or
 `distill.pairs x distill.max_attempts_factor` attempts were made.
 
 Engines: the teacher runs on `roles.teacher`'s engine and the student on `roles.student`'s (e.g. a
