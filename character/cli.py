@@ -206,4 +206,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m character.cli` runs this file as `__main__`, a second copy of the module. Every command
+    # imports `character.cli` (options, console), whose GlobalOptions is another class than this copy's:
+    # `options(ctx)` would not recognise ctx.obj and --paper-scale/--config/--env-file were silently
+    # dropped. Run the canonical module's app instead.
+    from character.cli import main as canonical_main
+
+    canonical_main()
