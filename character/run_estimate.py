@@ -37,12 +37,11 @@ def _steps(rows: float, epochs: float, batch: int, max_steps: int) -> int:
 def stage_work(cfg: RunConfig, stage: str) -> float:
     """Budget tokens of one stage (merge: one unit)."""
     if stage == "distill":
-        d = cfg.distill
-        return d.pairs * 2 * cfg.sampling.max_new_tokens
+        return cfg.distill.pairs * 2 * cfg.sampling.max_new_tokens
     if stage == "dpo":
-        d = cfg.dpo
+        p = cfg.dpo
         return (
-            _steps(cfg.distill.pairs, d.epochs, d.batch_size, d.max_steps) * d.batch_size * 2 * d.max_length
+            _steps(cfg.distill.pairs, p.epochs, p.batch_size, p.max_steps) * p.batch_size * 2 * p.max_length
         )
     if stage == "introspect":
         i = cfg.introspect
@@ -139,7 +138,7 @@ class OverallProgress:
 
     def _speed(self, stage: str) -> float:
         """Measured rate over CPU_RATES: this stage's own if it has run, else the median of the others."""
-        ratios = {}
+        ratios: dict[str, list[float]] = {}
         for (label, s), secs in self.seconds.items():
             cfg = next(c for lb, c, _ in self.plan if lb == label)
             if secs > 0:

@@ -83,8 +83,8 @@ def sample(
             from character.constitutions import load_constitution
             from character.eval.prompt_sets import eval_prompts
 
-            c = load_constitution(persona or gen.target.persona or cfg.persona)
-            prompts = [t for _, t in eval_prompts(c, SAMPLE_PROMPTS, cfg.seed)]
+            constitution = load_constitution(persona or gen.target.persona or cfg.persona)
+            prompts = [t for _, t in eval_prompts(constitution, SAMPLE_PROMPTS, cfg.seed)]
         else:
             prompts = [prompt]
         params = _params(cfg, max_new_tokens, temperature, n, seed)

@@ -35,7 +35,7 @@ DATA = {"dataset", "prompts", "probes", "matches", "src"}
 CONFIG = {"config", "env_file"}
 RUN_DIR = {"run", "resume"}
 # Positional arguments whose meaning depends on the command: (command path, parameter name) -> kind.
-BY_COMMAND = {
+BY_COMMAND: dict[tuple[str, ...], str] = {
     ("constitution", "show", "name"): "constitution",
     ("constitution", "import", "file"): "data",
     ("config", "validate", "file"): "config",
