@@ -202,6 +202,8 @@ class DistillConfig(Section):
     """Kill criterion: stop when the kept share of the last kill_check_every attempts falls below this."""
     kill_max_reason_share: float = Field(0.6, ge=0, le=1)
     """Kill criterion: stop when one drop reason (a fake turn counts even when repaired) exceeds this share of the last kill_check_every attempts."""
+    teacher_system_prompt: bool = True
+    """The teacher answers with the constitution as its system prompt (the method). `false`: with no system prompt, like the student, for a teacher too small to follow it (the embedded 135M model: 0 of 96 replies carried a marker with it, and its answers got worse); the marker prefills (`teacher_prefill`, `voice_markers`) then carry the persona, and chosen and rejected differ in voice rather than in answer quality."""
     opener_share: float = Field(1.0, ge=0, le=1)
     """With `teacher_prefill = "markers"`: the share of chosen replies that open with a prefilled marker phrase; the others start in the teacher's own words (seeded per prompt and sample), so an opener cannot become the one thing DPO teaches."""
     voice_markers: int = Field(0, ge=0)

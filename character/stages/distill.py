@@ -315,7 +315,8 @@ class _Passes:
     def _teacher_requests(self, chunk: list[tuple[Any, int]]) -> list[GenerationRequest]:
         reqs = []
         for p, k in chunk:
-            messages = [{"role": "system", "content": self.system}, {"role": "user", "content": p.text}]
+            system = [{"role": "system", "content": self.system}] if self.system else []
+            messages = [*system, {"role": "user", "content": p.text}]
             pf = prefill_for(self.cfg, self.c, p.id, k)
             reqs.append(GenerationRequest(messages, _params(self.cfg, p.id, k), prefill=pf))
         return reqs
@@ -470,7 +471,9 @@ def run(
     if done:
         log.info("resuming: %d attempts done, %d pairs kept of %d", len(done), kept, target)
 
-    system = teacher_system(c, cfg.models.teacher_name)
+    # distill.teacher_system_prompt = false: a teacher too small to follow the constitution answers as the
+    # student does, and the prefilled phrases alone make the pair differ (in voice, not answer quality).
+    system = teacher_system(c, cfg.models.teacher_name) if d.teacher_system_prompt else ""
     tokenizer = load_tokenizer(cfg.models.student)
     engines = _Engines(cfg)
     teacher_store = JsonlStore(sd / TEACHER, KEY)

@@ -219,3 +219,25 @@ def test_opener_share_leaves_some_replies_to_open_in_the_teachers_own_words() ->
     assert 0.4 < sum(o is None for o in openers) / 400 < 0.6
     cfg.distill.opener_share = 0.0
     assert not any(prefill_for(cfg, c, f"p{i}", 0) for i in range(50))
+
+
+def test_teacher_without_the_system_prompt_asks_what_the_student_asks(
+    embedded_model: object, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path
+
+    from character.config import RunConfig
+    from character.stages import distill
+
+    engine = WritingEngine()
+    monkeypatch.setattr(distill, "make_backend", lambda *a, **k: engine)
+    cfg = RunConfig()
+    cfg.distill.pairs, cfg.distill.save_every, cfg.distill.gate_min_pairs = 4, 4, 16
+    cfg.distill.voice_markers, cfg.distill.voice_min_words = 1, 4
+    cfg.distill.teacher_system_prompt = False
+    distill.run(cfg, Path(str(tmp_path)), progress=False)
+    teacher = [r for r in engine.requests if r.prefill]
+    student = [r for r in engine.requests if not r.prefill]
+    assert teacher and student
+    assert all(m["role"] != "system" for r in engine.requests for m in r.messages)
+    assert {r.messages[0]["content"] for r in teacher} == {r.messages[0]["content"] for r in student}
