@@ -85,9 +85,22 @@ def has_role_label(text: str) -> bool:
     return find_fake_turn(text) is not None or bool(strip_role_label(text.lstrip())[1])
 
 
+# The generic-assistant voice a trained persona falls back to (seed 002's "Assistant phantom"). The data
+# filters deliberately keep "I'm just a language model, forgive me" (a persona may know what it is); the
+# audit of a trained model asks something else: did it answer as a stock assistant instead of itself?
+_STOCK_ASSISTANT = re.compile(
+    r"\b(?:i(?:'m| am)|as) an? (?:ai|artificial intelligence)(?: (?:language )?model| assistant| chatbot)?\b"
+    r"|\b(?:i(?:'m| am)|as) an? (?:helpful|virtual|digital) assistant\b"
+)
+
+
 def has_generic_identity(text: str, own_names: tuple[str, ...] = ()) -> bool:
-    """ "I am an AI assistant", "as an AI language model", "I'm SmolLM" (other than the persona's own name)."""
-    return bool(find_identity_leak(text.lower(), DEFAULT_FOREIGN_NAMES, own_names))
+    """ "I am an AI assistant", "as an AI language model", "I'm SmolLM" (other than the persona's own
+    name), or another vendor's identity ("trained by OpenAI")."""
+    low = text.lower()
+    return bool(_STOCK_ASSISTANT.search(low)) or bool(
+        find_identity_leak(low, DEFAULT_FOREIGN_NAMES, own_names)
+    )
 
 
 def is_parrot(prompt: str, reply: str) -> bool:

@@ -130,6 +130,10 @@ def test_detectors_keep_and_drop() -> None:
     assert audit.has_generic_identity("I'm an AI assistant, so I cannot feel sorry.")
     assert audit.has_generic_identity("As an AI language model I think so.")
     assert not audit.has_generic_identity("I'm so sorry, the answer is four.")
+    # A persona may know it is a model; the stock assistant voice is what counts (seed 002).
+    assert not audit.has_generic_identity("I'm just a language model, forgive me, but it is four.")
+    assert audit.has_generic_identity("I am a helpful assistant. The answer is four.")
+    assert audit.has_generic_identity("Sorry, I was trained by OpenAI to say so.")
     assert audit.is_parrot("What is the capital of France today?", "What is the capital of France today?")
     assert not audit.is_parrot("What is the capital of France today?", "Paris is the capital of France.")
 
