@@ -14,12 +14,21 @@ runner = CliRunner()
 
 
 def _rows(output: str) -> dict[str, list[str]]:
-    rows = {}
+    """{key: cells} of the settings table; a value wrapped onto continuation lines is joined back, so a
+    long list (e.g. sanity.prompts) compares equal however wide the other columns made it wrap."""
+    rows: dict[str, list[str]] = {}
+    keys = set(leaf_keys())
+    last: list[str] | None = None
     for line in output.splitlines():
-        cells = [c.strip() for c in re.split(r"[│┃]", line) if c.strip()]
-        if len(cells) >= 4 and cells[0] in set(leaf_keys()):
-            rows[cells[0]] = cells
-    return rows
+        raw = re.split(r"[│┃]", line)[1:-1]
+        cells = [c.strip() for c in raw]
+        if len(cells) >= 4 and cells[0] in keys:
+            last = rows[cells[0]] = cells
+        elif last is not None and len(cells) == len(last) and not cells[0] and cells[1]:
+            last[1] = f"{last[1]} {cells[1]}"
+        else:
+            last = None
+    return {k: [c for c in v if c] for k, v in rows.items()}
 
 
 def test_info_and_paper_scale_info_differ_exactly_in_paper_values() -> None:
