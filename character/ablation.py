@@ -68,12 +68,14 @@ def scale_config(cfg: RunConfig, pct: int, *, smoke: bool) -> RunConfig:
 
 
 def _derive(src_run: Path, dst_run: Path, cfg: RunConfig, share: float) -> None:
-    """Write finished distill and introspect stages holding nested subsets of the 100 % run's data."""
+    """Write finished distill and introspect stages holding nested subsets of the 100 % run's data.
+
+    A data stage the 100 % run has not finished (`--until distill` or `--until dpo`) is not derived."""
     for stage, path_of, group in (
         ("distill", layout.pairs_file, None),
         ("introspect", layout.introspection_file, "kind"),
     ):
-        if read_manifest(dst_run / stage) is not None:
+        if read_manifest(dst_run / stage) is not None or read_manifest(src_run / stage) is None:
             continue
         rows = read_jsonl(path_of(src_run))
         subset = nested_subset(rows, share, cfg.seed, group)
@@ -142,6 +144,8 @@ def _sequential(
             d.mkdir(parents=True, exist_ok=True)
             write_config(d, sub_cfg, resolved.sources)
         _derive(full, d, sub_cfg, pct / 100)
+        if until == "distill":
+            continue  # the subsets are the whole job: nothing of theirs is trained
         log.info("ablation %d%%: training on nested subsets of %s", pct, full)
         _run(sub_cfg, resolved.sources, d, progress, stages, "dpo", until)
 
@@ -268,7 +272,8 @@ def _plot(rows: list[dict[str, Any]], out: Path) -> bool:
                 ax.plot(*zip(*pts, strict=True), marker="o", label=label)
         ax.set_xlabel("% of data")
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # an early --until leaves a panel without series
+            ax.legend(fontsize=8)
     a1.set_ylim(0, 1)
     save_figure(fig, out)
     return True

@@ -66,3 +66,30 @@ def test_sequential_generates_once_and_trains_each_scale(
     fake.calls.clear()
     run_ablation(res, root=root, progress=False, stages=fake.table())
     assert fake.calls == []
+
+
+@pytest.mark.parametrize(
+    ("until", "small_scale_stages"), [("distill", []), ("dpo", ["dpo"]), ("introspect", ["dpo"])]
+)
+def test_sequential_until_a_stage_derives_only_what_the_full_run_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, until: str, small_scale_stages: list[str]
+) -> None:
+    # `ablation --until distill` used to stop at the first smaller scale, asking for the 100 % run's
+    # introspection data, which an early stop never makes.
+    monkeypatch.setenv("CHARACTER_ARTIFACTS", str(tmp_path / "artifacts"))
+    fake = FakeStages()
+    res = resolve(
+        environ={},
+        overrides={
+            "pipeline.smoke": "none",
+            "distill.pairs": 20,
+            "introspect.reflections": 8,
+            "introspect.interactions": 4,
+            "pipeline.ablation_scales": [50],
+        },
+    )
+    root = run_ablation(res, progress=False, stages=fake.table(), until=until)
+    calls = [stage for stage, d in fake.calls if d == "50pct"]
+    assert calls == small_scale_stages
+    assert (root / "50pct" / "distill" / "pairs.jsonl").exists()
+    assert (root / "50pct" / "introspect").exists() == (until == "introspect")
