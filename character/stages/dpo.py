@@ -69,6 +69,8 @@ def _clear_outputs(sd: Path, *, keep_training: bool = False) -> None:
 
     A resumed run keeps its checkpoints (trainer/) and the metrics logged up to them.
     """
+    for name in ("adapter", "merged"):  # shipped weights are never deleted by a re-run
+        registry.refuse_if_pinned(sd / name, f"the DPO {name} directory")
     (sd / MANIFEST).unlink(missing_ok=True)
     for name in ("adapter", "merged", "aborted", ".adapter.unverified", "trainer"):
         if (sd / name).exists() and not (keep_training and name == "trainer"):

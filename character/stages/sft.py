@@ -107,6 +107,7 @@ def _clear_outputs(sdir: Path, *, keep_training: bool = False) -> None:
 
     A resumed run keeps its checkpoints (.trainer/) and the metrics logged up to them.
     """
+    registry.refuse_if_pinned(sdir / "adapter", "the SFT adapter directory")  # never delete shipped weights
     (sdir / MANIFEST).unlink(missing_ok=True)
     for name in ("adapter", "aborted", ".unverified", ".trainer"):
         if not (keep_training and name == ".trainer"):

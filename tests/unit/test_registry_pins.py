@@ -155,3 +155,22 @@ def test_stages_never_write_over_pinned_files(artifacts: Path, tiny_model: Path,
     from character.stages.merge import default_output
 
     assert default_output(RunConfig()) == artifacts / "models" / "remorseful_merged@2"
+
+
+@pytest.mark.parametrize("stage", ["dpo", "sft"])
+def test_retraining_into_a_pinned_run_dir_is_refused_before_anything_is_deleted(
+    artifacts: Path, tiny_model: Path, tmp_path: Path, stage: str
+) -> None:
+    from character.stages import dpo, sft
+
+    base = str(make_model(tiny_model, tmp_path / "base"))
+    stage_dir = tmp_path / "run" / stage
+    shipped = make_model(tiny_model, stage_dir / ("merged" if stage == "dpo" else "adapter"), 0.5)
+    a = ck(shipped, f"remorseful_{stage}", base=base)
+    record(a, evidence.ref_identity(base)["key"])
+    registry.promote(a.name)
+    (stage_dir / "manifest.json").write_text("{}")
+    clear = dpo._clear_outputs if stage == "dpo" else sft._clear_outputs
+    with pytest.raises(UsageError, match="pins"):
+        clear(stage_dir)
+    assert (shipped / "config.json").exists() and (stage_dir / "manifest.json").exists()
