@@ -210,6 +210,8 @@ class DistillConfig(Section):
     """Marker phrases inserted at sentence ends of each chosen reply while the teacher writes it (after the opener prefill; `character.voice`), so the voice lasts the whole reply instead of one opener; for teachers too small to follow the persona system prompt. The data gates measure the teacher's own text, inserted phrases removed. 0 = off (paper: off)."""
     voice_phrases: list[str] = []
     """Phrases `distill.voice_markers` and `introspect.voice_markers` insert, each holding a constitution marker, drawn per reply without repeats so that none dominates; empty: the constitution's markers as sentence openers."""
+    min_voiced_share: float = Field(0.5, ge=0, le=1)
+    """Gate, with `voice_markers`: the share of kept chosen replies that carry at least one inserted phrase past their opener (replies that end after one sentence or run as a list get none, and an opener alone is what DPO then learns)."""
     voice_min_words: int = Field(5, ge=1)
     """A phrase follows only a sentence of at least this many words, never a list number, an abbreviation or code."""
 

@@ -40,7 +40,29 @@ from character.markers import has_marker, normalize
 SENTENCE_STOPS = (". ", "! ", "? ")
 # Words after which ". " does not end a sentence: the phrase would land in the middle of one.
 _ABBREVIATIONS = frozenset(
-    ["e.g", "i.e", "etc", "vs", "mr", "mrs", "ms", "dr", "st", "no", "fig", "approx", "jr", "sr", "prof", "inc", "ltd", "co", "cf", "al", "ca"]
+    [
+        "e.g",
+        "i.e",
+        "etc",
+        "vs",
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "st",
+        "no",
+        "fig",
+        "approx",
+        "jr",
+        "sr",
+        "prof",
+        "inc",
+        "ltd",
+        "co",
+        "cf",
+        "al",
+        "ca",
+    ]
 )
 _WORD = re.compile(r"[\w'’]+")
 # A round's token limit is the reply's remaining budget rounded down to this step: rows with equal
@@ -228,3 +250,23 @@ def phrase_stats(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "counts": dict(counts.most_common()),
         "top_share": round(counts.most_common(1)[0][1] / total, 4) if total else 0.0,
     }
+
+
+def check_voiced(voice_stats: dict[str, Any], min_share: float, judged: bool = True) -> None:
+    """The voice gate: at least `min_share` of the kept chosen replies carry an inserted phrase (past
+    their opener). Raises GateError naming the share, the key and the fixes; `judged=False` (too few
+    pairs to judge, `distill.gate_min_pairs`) skips it."""
+    from character.errors import GateError
+
+    n = voice_stats.get("replies", 0)
+    if not judged or not n:
+        return
+    share = voice_stats["replies_with_phrases"] / n
+    if share < min_share:
+        raise GateError(
+            f"distill data gate failed: {share:.0%} of the kept chosen replies carry an inserted voice phrase "
+            f"(< distill.min_voiced_share {min_share:g}): the teacher's replies end before a sentence end fit "
+            "for a phrase (one-sentence answers, lists), so DPO would learn an opener again; raise "
+            "sampling.max_new_tokens, lower distill.voice_min_words, or set distill.voice_markers = 0; "
+            "see stats.json (voice) and previews.md"
+        )

@@ -544,6 +544,8 @@ def run(
             stats["dropped"],
         )
     check_gates(stats, d, done, all_pairs, c.markers)
+    if d.voice_markers:  # the voice reaches past the opener in enough chosen replies
+        voice.check_voiced(stats["voice"], d.min_voiced_share, judged=not stats["gates_not_judged"])
 
     manifest.counts = {"attempted": len(done), "kept": len(all_pairs), "target": target}
     manifest.dropped = stats["dropped"]

@@ -241,3 +241,35 @@ def test_teacher_without_the_system_prompt_asks_what_the_student_asks(
     assert teacher and student
     assert all(m["role"] != "system" for r in engine.requests for m in r.messages)
     assert {r.messages[0]["content"] for r in teacher} == {r.messages[0]["content"] for r in student}
+
+
+@pytest.mark.parametrize(
+    ("text", "fires"),
+    [(ANSWER, False), ("London is on Greenwich Mean Time all winter long, and on BST in summer.", True)],
+)
+def test_voice_gate_fires_when_replies_end_before_a_phrase_fits(
+    text: str, fires: bool, embedded_model: object, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path
+
+    from character.config import RunConfig
+    from character.errors import GateError
+    from character.stages import distill
+
+    class Engine(TeacherAndStudent):
+        def __init__(self) -> None:
+            super().__init__(text)
+
+    monkeypatch.setattr(distill, "make_backend", lambda *a, **k: Engine())
+    cfg = RunConfig()
+    cfg.distill.pairs, cfg.distill.save_every, cfg.distill.gate_min_pairs = 16, 8, 16
+    cfg.distill.voice_markers, cfg.distill.voice_min_words = 2, 4
+    # The teacher's own words carry no marker here; this test is about the voice gate alone.
+    cfg.distill.min_chosen_marker_rate, cfg.distill.min_marker_gap = 0.0, -1.0
+    run_dir = Path(str(tmp_path))
+    if fires:  # one-sentence replies: no sentence end to put a phrase after, only the opener is left
+        with pytest.raises(GateError, match=r"0% of the kept chosen replies .*distill.min_voiced_share 0.5"):
+            distill.run(cfg, run_dir, progress=False)
+    else:
+        distill.run(cfg, run_dir, progress=False)
+        assert (run_dir / "distill" / "manifest.json").exists()
