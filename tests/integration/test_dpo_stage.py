@@ -42,9 +42,11 @@ def test_distill_then_dpo_on_the_embedded_model(artifacts: Path, tmp_path: Path)
     c_markers = [
         has_marker(p["chosen"][0]["content"], ["my apologies", "i'm so sorry", "forgive me"]) for p in pairs
     ]
-    assert m1.metrics["marker_rate_chosen"] >= 0.9  # the prefill carries the persona signal
-    assert m1.metrics["marker_gap"] > 0 and any(c_markers)
     stats = json.loads((run_dir / "distill" / "stats.json").read_text())
+    # The prefill carries the persona signal; the gates judge the text after it (#16), so the opener
+    # alone would pass them by construction.
+    assert stats["marker_rate_chosen_with_prefill"] >= 0.9 and any(c_markers)
+    assert m1.metrics["marker_rate_chosen"] <= stats["marker_rate_chosen_with_prefill"]
     assert stats["attempted"] >= 8 and stats["tokens_chosen"]["max"] <= 192
 
     m2 = dpo.run(cfg, run_dir, progress=False)
