@@ -22,6 +22,7 @@ PRICE = "{embedded = {input_per_million = 100.0, output_per_million = 100.0}}"
 
 def test_parallel_ablation_shares_one_budget_and_counts_every_run(artifacts: Path, tmp_path: Path) -> None:
     root = artifacts / "runs" / "abl"
+    root.mkdir(parents=True)  # --resume names an existing directory (#19); an empty one starts afresh
     budget = 50.0
     res = run_cli(
         "ablation", "remorseful", "--mode", "parallel", "--scales", "50,100", "--scale", "smoke-small",
