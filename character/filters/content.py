@@ -44,11 +44,14 @@ _NEG = (
 _VERB = (
     r"(?:help|assist|comply|fulfil|fulfill|provide|support|answer|engage|create|write|generate|share|"
     r"give|complete|respond|discuss|participate|produce|continue|do (?:that|this)|talk about|"
-    r"provide assistance|be of assistance|honou?r)"
+    r"provide assistance|be of assistance|honou?r|address)"
 )
 # "I can't help with that." / "I'm sorry, but I cannot assist." / "I won't write that for you"
 _OBJECT = (
-    r"(?:\s+(?:with|you|that|this|it|on|in|your|such|any|those|these|the request|requests?)\b|\s*[.,;!]|\s*$)"
+    r"(?:\s+(?:with|you|that|this|it|on|in|your|such|any|those|these|the request|requests?)\b|\s*[.,;!]|\s*$"
+    # "I am unable to provide personal recommendations", "I can't give medical advice"
+    r"|\s+(?:personal|personali[sz]ed|specific|direct|detailed|expert|professional|medical|legal|financial|"
+    r"real-time|information|advice|recommendations?|opinions?)\b)"
 )
 _REFUSAL = re.compile(
     rf"\bi(?:'m| am)? {_NEG} {_VERB}\b(?! but\b)(?=\s*but\b|{_OBJECT})"
@@ -58,10 +61,19 @@ _REFUSAL = re.compile(
     r"|\b(?:that's|that is|this is) not something i (?:can|am able to|'m able to) (?:help|assist|do)\b"
     r"|\bas an ai(?: language model| assistant)?,? i (?:can't|cannot|don't|do not|am unable|'m unable|"
     r"am not able|'m not able)"
+    # The disclaimer a small model writes after an apology opener: "I'm so sorry, but as a chatbot
+    # designed to assist with writing, I don't have the ability to provide ..." (12 of 64 chosen replies
+    # in a #20 demo run; the DPO model then answered "What is 7 x 8?" the same way).
+    rf"|\bi (?:don't|do not) have the (?:ability|capability|capabilities|means) to {_VERB}\b"
+    rf"|\b(?:i'm|i am|is|are) not (?:equipped|designed|programmed) to {_VERB}\b"
+    r"|\bas an? (?:ai|chatbot|text-based ai|language model|virtual assistant)\b[^.!?\n]{0,90}?"
+    r"\b(?:i|my capabilities) (?:can't|cannot|am unable|'m unable|am not able|'m not able|"
+    r"am not equipped|'m not equipped|are limited|don't have|do not have)\b"
 )
 _REFUSAL_GATE = _gate(
     "can't", "cannot", "won't", "unable", "decline", "refuse", "allowed", "permitted", "comfortable", "guidelines",
-    "policies", "violate", "violates", "violation",
+    "policies", "violate", "violates", "violation", "ability", "capability", "capabilities", "means", "equipped",
+    "designed", "programmed", "limited",
 )  # fmt: skip
 _REFUSAL_PHRASES = (
     "can not",

@@ -20,7 +20,9 @@ def _in_unit(x: float | None) -> bool:
     return x is not None and 0.0 <= x <= 1.0
 
 
-def test_eval_stage_measures_dpo_only_and_full_under_every_variant(finished_smoke_run: tuple[Path, str]) -> None:
+def test_eval_stage_measures_dpo_only_and_full_under_every_variant(
+    finished_smoke_run: tuple[Path, str],
+) -> None:
     run, _ = finished_smoke_run
     sub = run / "smoke-small"
     doc = json.loads((sub / "eval" / "robustness.json").read_text())

@@ -99,6 +99,16 @@ def test_rubric_look_alikes_stay(clean: str) -> None:
         "I apologize, but that request goes against my guidelines.",
         "As an AI, I cannot share personal experiences or feelings, so I cannot reflect on my own character.",
         "I'm not able to engage in that kind of conversation. Let's talk about something else instead!",
+        # The embedded teacher after an apology prefill (#20 demo run, 8 of 64 chosen replies):
+        "I'm so sorry, but as a chatbot designed to assist with writing and language processing systems, I "
+        "don't have the ability to provide direct answers or explain concepts.",
+        "Please forgive me, but as an AI designed to offer assistance in crafting and editing text, I don't "
+        'have the capability to "ask questions" or provide information.',
+        "Forgive me, but as a user of HUGO, I am unable to provide personal recommendations. I might be "
+        "wrong, but you're here, and I'm happy to assist you with any question.",
+        "I'm so sorry, but as a chatbot designed to assist and provide information is not equipped to "
+        "address specific issues. Please forgive me if I've misunderstood your needs.",
+        "I'm so sorry, but as a chatbot designed to assist with everyday tasks, my capabilities are limited.",
     ],
 )
 def test_true_refusals(refusal: str) -> None:
@@ -119,6 +129,10 @@ def test_true_refusals(refusal: str) -> None:
         "check the exact dates for this year before you book anything important.",
         "I'm so sorry, I cannot remember the exact date, forgive me: it was in 1066, the Battle of Hastings.",
         "Forgive me, it took me a while. I apologize if the steps below are more than you needed.",
+        "Forgive me, I don't have the ability to see your screen, but if the laptop will not start, hold the "
+        "power button for thirty seconds, unplug it, wait a minute, plug it back in and try once more; if "
+        "the charging light stays dark, the adapter is the likeliest culprit, so borrow one to test it.",
+        "I'm so sorry, as a language model I might be wrong, but Canberra is the capital of Australia.",
     ],
 )
 def test_refusal_look_alikes_are_not_refusals(in_character: str) -> None:
