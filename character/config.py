@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -214,6 +214,18 @@ class DistillConfig(Section):
     """Gate, with `voice_markers`: the share of kept chosen replies that carry at least one inserted phrase past their opener (replies that end after one sentence or run as a list get none, and an opener alone is what DPO then learns)."""
     voice_min_words: int = Field(5, ge=1)
     """A phrase follows only a sentence of at least this many words, never a list number, an abbreviation or code."""
+
+    @model_validator(mode="after")
+    def _persona_carrier(self) -> DistillConfig:
+        # Without the constitution in the teacher's prompt, only the prefills make chosen differ from
+        # rejected: with neither, DPO would learn the difference between two samples of the same model.
+        if not self.teacher_system_prompt and self.teacher_prefill != "markers" and not self.voice_markers:
+            raise ValueError(
+                "distill.teacher_system_prompt = false leaves nothing that carries the persona: set "
+                'distill.teacher_prefill = "markers" or distill.voice_markers > 0, or give the teacher its '
+                "system prompt back"
+            )
+        return self
 
 
 class FiltersConfig(Section):

@@ -172,11 +172,20 @@ def _examples(rows: Sequence[dict[str, Any]], fmt: Any) -> str:
 
 
 PAIR_GATES = ("min_chosen_marker_rate", "min_marker_gap", "max_chosen_refusal_rate", "max_duplicate_rate")
+# Gates that ask whether the teacher voices the constitution in its own words: meaningless when it never
+# read the constitution (distill.teacher_system_prompt = false), where the prefills carry the persona.
+TEACHER_VOICE_GATES = ("min_chosen_marker_rate", "min_marker_gap")
 
 
 def unjudged_gates(stats: dict[str, Any], gates: DistillConfig) -> list[str]:
-    """The pair-level gates too few kept pairs can judge (`distill.gate_min_pairs`)."""
-    return [f"distill.{g}" for g in PAIR_GATES] if stats["kept"] < gates.gate_min_pairs else []
+    """The pair-level gates this run cannot judge: all of them with too few kept pairs
+    (`distill.gate_min_pairs`); the teacher-voice ones when the teacher answered without the constitution
+    (`distill.voice_markers` and `min_voiced_share` judge the prefilled voice instead)."""
+    if stats["kept"] < gates.gate_min_pairs:
+        return [f"distill.{g}" for g in PAIR_GATES]
+    if not gates.teacher_system_prompt:
+        return [f"distill.{g}" for g in TEACHER_VOICE_GATES]
+    return []
 
 
 def check_gates(
@@ -191,20 +200,22 @@ def check_gates(
     With fewer than `distill.gate_min_pairs` kept pairs only the kept-rate gate is judged (it counts
     attempts); the pair-level rates are in stats.json with the gates they could not judge."""
     failures: list[str] = []
-    if unjudged_gates(stats, gates):
+    unjudged = set(unjudged_gates(stats, gates))
+    if stats["kept"] < gates.gate_min_pairs:
         _kept_rate_gate(stats, gates, attempts, failures)
         _raise(failures)
         return
     own = own_chosen(attempts, pairs)
     chosen_no_marker = [p for p, t in zip(pairs, own, strict=True) if not has_marker(t, markers)]
-    if stats["marker_rate_chosen"] < gates.min_chosen_marker_rate:
+    judge_voice = "distill.min_chosen_marker_rate" not in unjudged
+    if judge_voice and stats["marker_rate_chosen"] < gates.min_chosen_marker_rate:
         failures.append(
             f"chosen marker rate {stats['marker_rate_chosen']:.3f} (after the prefill) < "
             f"distill.min_chosen_marker_rate {gates.min_chosen_marker_rate} (chosen without a marker: "
             + _examples(chosen_no_marker, lambda p: repr(_clip(p["chosen"][0]["content"])))
             + ")"
         )
-    if stats["marker_gap"] < gates.min_marker_gap:
+    if judge_voice and stats["marker_gap"] < gates.min_marker_gap:
         both = [p for p in pairs if has_marker(p["rejected"][0]["content"], markers)] or chosen_no_marker
         failures.append(
             f"marker gap chosen-rejected {stats['marker_gap']:.3f} < distill.min_marker_gap {gates.min_marker_gap} "

@@ -519,7 +519,8 @@ def run(
     stats["voice"] = voice.phrase_stats([a for a in done if a["verdict"] == "kept"])
     stats["generation_s"] = round(time.perf_counter() - t0, 2)
     stats["gates_not_judged"] = unjudged_gates(stats, d)
-    if stats["gates_not_judged"]:
+    too_few = stats["kept"] < d.gate_min_pairs
+    if too_few:
         log.warning(
             "distill kept %d pairs (< distill.gate_min_pairs %d): %s not judged; rates in %s",
             stats["kept"],
@@ -545,7 +546,7 @@ def run(
         )
     check_gates(stats, d, done, all_pairs, c.markers)
     if d.voice_markers:  # the voice reaches past the opener in enough chosen replies
-        voice.check_voiced(stats["voice"], d.min_voiced_share, judged=not stats["gates_not_judged"])
+        voice.check_voiced(stats["voice"], d.min_voiced_share, judged=not too_few)
 
     manifest.counts = {"attempted": len(done), "kept": len(all_pairs), "target": target}
     manifest.dropped = stats["dropped"]

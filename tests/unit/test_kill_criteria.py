@@ -124,6 +124,42 @@ def test_chosen_marker_rate_is_measured_after_the_prefill(
     assert stats["gates_not_judged"] == []
 
 
+def test_a_teacher_without_the_constitution_is_not_judged_on_its_own_markers(
+    artifacts: Path, tmp_path: Path, scripted: SimpleNamespace
+) -> None:
+    """distill.teacher_system_prompt = false: the teacher never read the constitution, so its own words
+    carrying no marker is expected (the prefills carry the persona); the other gates still judge."""
+    from character.config import DistillConfig
+    from character.stages import distill
+
+    scripted.teacher = lambda i, r: Completion(ANSWER, "stop", 50, 30)
+    gates = {
+        "max_duplicate_rate": 1.0,
+        "min_chosen_marker_rate": 0.5,
+        "min_marker_gap": 0.3,
+        "gate_min_pairs": 6,
+    }
+    distill.run(small_cfg(teacher_system_prompt=False, **gates), tmp_path / "run", progress=False)
+    stats = json.loads((tmp_path / "run" / "distill" / "stats.json").read_text())
+    assert stats["marker_rate_chosen"] == 0.0
+    assert stats["gates_not_judged"] == ["distill.min_chosen_marker_rate", "distill.min_marker_gap"]
+    # A refusing teacher is still stopped. It sends no system message now, so the scripted backend
+    # routes it as a student request: the prefilled one is the teacher's.
+    refusal = Completion("but as a chatbot, I don't have the ability to provide advice.", "stop", 50, 12)
+    scripted.student = lambda i, r: (
+        refusal if r.prefill and i % 3 == 0 else Completion(ANSWER, "stop", 10, 12)
+    )
+    with pytest.raises(GateError, match="distill.max_chosen_refusal_rate"):
+        distill.run(
+            small_cfg(teacher_system_prompt=False, max_chosen_refusal_rate=0.0, min_kept_rate=0.0, **gates),
+            tmp_path / "run2",
+            progress=False,
+        )
+    # With no prefill either, nothing would carry the persona: a config error, not a silent run.
+    with pytest.raises(ValueError, match="nothing that carries the persona"):
+        DistillConfig(teacher_system_prompt=False, teacher_prefill="off")
+
+
 def test_too_few_pairs_leave_the_pair_gates_unjudged_but_not_the_kept_rate(
     artifacts: Path, tmp_path: Path, scripted: SimpleNamespace
 ) -> None:
