@@ -56,10 +56,21 @@ def weights_sha256(path: str | Path) -> str:
     for f in files:
         rel = f.name if root.is_file() else f.relative_to(root).as_posix()
         h.update(f"{rel}\0{f.stat().st_size}\0".encode())
-        with open(f, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                h.update(chunk)
+        _feed(h, f)
     return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of one file's bytes alone (a dataset, one adapter weights file), streamed."""
+    h = hashlib.sha256()
+    _feed(h, Path(path))
+    return h.hexdigest()
+
+
+def _feed(h: hashlib._Hash, path: Path) -> None:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
 
 
 def short(sha: str | None) -> str:

@@ -16,7 +16,6 @@ no embedding adapters): anything else is refused by name rather than merged wron
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from character.errors import ConfigError
+from character.fingerprint import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +58,6 @@ class LoraAdapter:
         f = self.modules[module]
         d = f.scale * (f.b.double() @ f.a.double())
         return d.T if self.config.get("fan_in_fan_out") else d
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _alpha_for(config: dict[str, Any], module: str) -> float:
@@ -125,7 +117,7 @@ def load_adapter(path: Path) -> LoraAdapter:
         modules[module] = LoraFactors(a=ab["A"], b=ab["B"], scale=scale)
     if not modules:
         raise ConfigError(f"{path} holds no LoRA factors")
-    return LoraAdapter(path=path, config=config, modules=modules, sha256=sha256_file(w_path))
+    return LoraAdapter(path=path, config=config, modules=modules, sha256=file_sha256(w_path))
 
 
 def merge_into_model(model: Any, adapters: Sequence[tuple[LoraAdapter, float]]) -> dict[str, int]:

@@ -14,7 +14,6 @@ Loss is on assistant tokens only, every assistant turn of a self-interaction inc
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -30,6 +29,7 @@ from character.config import RunConfig
 from character.config_layers import config_hash
 from character.cost import CostTracker
 from character.errors import DataError, TrainingAborted, UsageError, VerificationError
+from character.fingerprint import file_sha256
 from character.manifest import MANIFEST, Manifest, write_manifest
 from character.models import load_tokenizer, resolve_model
 from character.progress import progress_bar
@@ -72,14 +72,6 @@ def base_model_ref(cfg: RunConfig, run_dir: Path) -> str:
             )
         return str(merged)
     return cfg.models.student
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _planned_steps(n_train: int, cfg: RunConfig) -> int:

@@ -15,7 +15,6 @@ step is logged exactly once and the gates judge the whole run, not just its seco
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -26,6 +25,7 @@ from transformers import TrainerCallback
 
 from character.atomic import atomic_write_json, atomic_write_text
 from character.errors import ConfigError
+from character.fingerprint import file_sha256
 from character.training import distributed
 
 log = logging.getLogger(__name__)
@@ -61,14 +61,6 @@ def start_step(trainer: Any) -> int | None:
         if isinstance(cb, CompletionMarker):
             return cb.start_step
     return None
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fingerprint(cfg: Any, stage: str, dataset: Path, base: str) -> dict[str, Any]:
