@@ -6,6 +6,7 @@ uses too (it checks the compare evidence; nothing here decides on its own).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,14 +85,18 @@ def _refused(e: Exception) -> JSONResponse:
     return JSONResponse({"error": " ".join(str(e).split())}, status_code=400)
 
 
-async def promote(request: Request) -> Response:
+async def _change_production(
+    request: Request, key: str, missing: str, change: Callable[[str, dict[str, Any]], Any]
+) -> Response:
+    """Promote and rollback alike: the write token, the one required body field, the registry call
+    (its refusal is a 400 with the registry's own words), and the new pointer as one line."""
     require_write_token(request)
     body = await _body(request)
-    name = str(body.get("name") or "").strip()
-    if not name:
-        return JSONResponse({"error": "promote needs a checkpoint name"}, status_code=400)
+    value = str(body.get(key) or "").strip()
+    if not value:
+        return JSONResponse({"error": missing}, status_code=400)
     try:
-        ev = registry.promote(name, force=bool(body.get("force")), reason=str(body.get("reason") or ""))
+        ev = change(value, body)
     except CharacterError as e:
         return _refused(e)
     prev = _name(getattr(ev, "previous", None))
@@ -103,22 +108,23 @@ async def promote(request: Request) -> Response:
     )
 
 
+async def promote(request: Request) -> Response:
+    return await _change_production(
+        request,
+        "name",
+        "promote needs a checkpoint name",
+        lambda name, body: registry.promote(
+            name, force=bool(body.get("force")), reason=str(body.get("reason") or "")
+        ),
+    )
+
+
 async def rollback(request: Request) -> Response:
-    require_write_token(request)
-    body = await _body(request)
-    persona = str(body.get("persona") or "").strip()
-    if not persona:
-        return JSONResponse({"error": "rollback needs a persona"}, status_code=400)
-    try:
-        ev = registry.rollback(persona, reason=str(body.get("reason") or ""))
-    except CharacterError as e:
-        return _refused(e)
-    prev = _name(getattr(ev, "previous", None))
-    return JSONResponse(
-        {
-            "ok": True,
-            "message": f"production[{ev.persona}] = {_name(ev.name) or ev.name} (was {prev or 'none'})",
-        }
+    return await _change_production(
+        request,
+        "persona",
+        "rollback needs a persona",
+        lambda persona, body: registry.rollback(persona, reason=str(body.get("reason") or "")),
     )
 
 
