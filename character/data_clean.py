@@ -48,6 +48,21 @@ class CleanOptions:
     language: str = "en"
     """Language replies must be in (ISO 639-1; "" turns the language check off)."""
 
+    def context(self, kind: str, prompt: str, system_prompt: str | None = None) -> FilterContext:
+        """The filter context for one reply. `system_prompt=None` is the DPO rejected side: the base
+        model wrote it without the persona's system prompt, so neither a copy of that prompt nor the
+        persona's rubric labels are looked for in it."""
+        persona = system_prompt is not None
+        return FilterContext(
+            kind=kind,
+            prompt=prompt,
+            system_prompt=system_prompt or "",
+            identity_names=self.identity_names,
+            rubric_labels=self.rubric_labels if persona else (),
+            skip=self.skip,
+            language=self.language,
+        )
+
 
 @dataclass
 class CleanResult:
@@ -137,30 +152,10 @@ def _clean_pair(
     prompt = side_text(row.get("prompt", ""), "user", "prompt") if row.get("prompt") else ""
     chosen = side_text(row["chosen"], "assistant", "chosen")
     rejected = side_text(row["rejected"], "assistant", "rejected")
-    vc = run(
-        chosen,
-        FilterContext(
-            kind="dpo_chosen",
-            prompt=prompt,
-            system_prompt=opts.system_prompt,
-            identity_names=opts.identity_names,
-            rubric_labels=opts.rubric_labels,
-            skip=opts.skip,
-            language=opts.language,
-        ),
-    )
+    vc = run(chosen, opts.context("dpo_chosen", prompt, opts.system_prompt))
     if not vc.keep:
         return row, (f"chosen_{vc.reason}", vc.detail, "chosen", vc.text)
-    vr = run(
-        rejected,
-        FilterContext(
-            kind="dpo_rejected",
-            prompt=prompt,
-            identity_names=opts.identity_names,
-            skip=opts.skip,
-            language=opts.language,
-        ),
-    )
+    vr = run(rejected, opts.context("dpo_rejected", prompt))
     if not vr.keep:
         return row, (f"rejected_{vr.reason}", vr.detail, "rejected", vr.text)
     if " ".join(vc.text.split()) == " ".join(vr.text.split()):
@@ -193,16 +188,7 @@ def _clean_conversation(
         if m["role"] != "assistant":
             continue
         assistant_turns += 1
-        ctx = FilterContext(
-            kind=fkind,
-            prompt=prompt,
-            system_prompt=system,
-            identity_names=opts.identity_names,
-            rubric_labels=opts.rubric_labels,
-            skip=opts.skip,
-            language=opts.language,
-        )
-        v = run(m["content"], ctx)
+        v = run(m["content"], opts.context(fkind, prompt, system))
         if not v.keep:
             return row, (str(v.reason), v.detail, f"messages[{i}]", m["content"])
         if v.repaired:
