@@ -3,11 +3,14 @@ multi-node addresses, checkpoints and resume, trackers. Each maps to one `train.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from character.commands.run_dirs import open_run_dir, run_of
+from character.config import RunConfig
 from character.errors import UsageError
 
 NumProcessesOpt = Annotated[
@@ -62,31 +65,46 @@ ReportToOpt = Annotated[
 ]
 
 
-def train_overrides(
-    *,
-    num_processes: int | None,
-    accelerate_config: str | None,
-    num_machines: int | None,
-    machine_rank: int | None,
-    main_process_ip: str | None,
-    main_process_port: int | None,
-    resume: bool,
-    save_steps: int | None,
-    report_to: str | None,
-) -> dict[str, Any]:
-    """The `train.*` overrides these options set (None: not given)."""
-    trackers = [t.strip() for t in report_to.split(",") if t.strip()] if report_to is not None else None
-    return {
-        "train.num_processes": num_processes,
-        "train.accelerate_config": accelerate_config,
-        "train.num_machines": num_machines,
-        "train.machine_rank": machine_rank,
-        "train.main_process_ip": main_process_ip,
-        "train.main_process_port": main_process_port,
-        "train.resume": True if resume else None,
-        "train.save_steps": save_steps,
-        "train.report_to": trackers,
-    }
+# parameter name of each option above -> the `train.*` key it sets
+_TRAIN_KEYS = {
+    "num_processes": "train.num_processes",
+    "accelerate_config": "train.accelerate_config",
+    "num_machines": "train.num_machines",
+    "machine_rank": "train.machine_rank",
+    "main_process_ip": "train.main_process_ip",
+    "main_process_port": "train.main_process_port",
+    "resume": "train.resume",
+    "save_steps": "train.save_steps",
+    "report_to": "train.report_to",
+}
+
+
+def train_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The `train.*` overrides these options set (None: not given), from the command's parsed
+    parameters (`ctx.params`): the commands name them as above, so the mapping lives here once."""
+    out: dict[str, Any] = {key: params.get(name) for name, key in _TRAIN_KEYS.items()}
+    out["train.resume"] = True if out["train.resume"] else None
+    report_to = out["train.report_to"]
+    if report_to is not None:
+        out["train.report_to"] = [t.strip() for t in report_to.split(",") if t.strip()]
+    return out
+
+
+def open_training_run(
+    run: Path | None, dataset: Path, stage: str, cfg: RunConfig, sources: dict[str, str]
+) -> Path:
+    """The run dir a training command writes into: --run, else the run `dataset` belongs to (its
+    `stage` dir), else a new one. Under a launcher every process must be given the same one, and only
+    the main process reports."""
+    from character.cli import console
+    from character.training.distributed import is_main
+
+    run = run or run_of(dataset, stage)
+    require_run_under_launcher(run)
+    run_dir = open_run_dir(run, cfg, sources)
+    if not is_main():  # inside `accelerate launch -m character train ...`: one process reports
+        console.quiet = True
+    return run_dir
 
 
 def require_run_under_launcher(run: Path | None) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from character.commands import train_options as launch
 from character.commands.run_dirs import (
     ConfigOpt,
     EpochsOpt,
@@ -18,24 +19,9 @@ from character.commands.run_dirs import (
     ScaleOpt,
     StudentOpt,
     find_dataset,
-    open_run_dir,
-    run_of,
     suffix_opt,
 )
 from character.commands.train_cmd import train_app
-from character.commands.train_options import (
-    AccelerateConfigOpt,
-    MachineRankOpt,
-    MainIpOpt,
-    MainPortOpt,
-    NumMachinesOpt,
-    NumProcessesOpt,
-    ReportToOpt,
-    ResumeOpt,
-    SaveStepsOpt,
-    require_run_under_launcher,
-    train_overrides,
-)
 
 
 @train_app.command("sft")
@@ -76,15 +62,15 @@ def sft(
     suffix: Annotated[str | None, suffix_opt("sft")] = None,
     scale: ScaleOpt = None,
     config: ConfigOpt = None,
-    num_processes: NumProcessesOpt = None,
-    accelerate_config: AccelerateConfigOpt = None,
-    num_machines: NumMachinesOpt = None,
-    machine_rank: MachineRankOpt = None,
-    main_process_ip: MainIpOpt = None,
-    main_process_port: MainPortOpt = None,
-    resume: ResumeOpt = False,
-    save_steps: SaveStepsOpt = None,
-    report_to: ReportToOpt = None,
+    num_processes: launch.NumProcessesOpt = None,
+    accelerate_config: launch.AccelerateConfigOpt = None,
+    num_machines: launch.NumMachinesOpt = None,
+    machine_rank: launch.MachineRankOpt = None,
+    main_process_ip: launch.MainIpOpt = None,
+    main_process_port: launch.MainPortOpt = None,
+    resume: launch.ResumeOpt = False,
+    save_steps: launch.SaveStepsOpt = None,
+    report_to: launch.ReportToOpt = None,
 ) -> None:
     """Train the SFT LoRA on introspection data, verify it from disk, and register it.
 
@@ -114,29 +100,14 @@ def sft(
         "sft.max_steps": max_steps,
         "sft.max_length": max_length,
         "lora.r": rank,
-        **train_overrides(
-            num_processes=num_processes,
-            accelerate_config=accelerate_config,
-            num_machines=num_machines,
-            machine_rank=machine_rank,
-            main_process_ip=main_process_ip,
-            main_process_port=main_process_port,
-            resume=resume,
-            save_steps=save_steps,
-            report_to=report_to,
-        ),
+        **launch.train_overrides(ctx.params),  # the launch options above, by their parameter names
     }
     res = options(ctx).resolve(scale=scale, config=config, overrides=overrides)
     cfg = res.config
     dataset = find_dataset(
         dataset, run, cfg, "introspect/introspection.jsonl", "character generate introspection"
     )
-    require_run_under_launcher(run or run_of(dataset, "introspect"))
-    run_dir = open_run_dir(run or run_of(dataset, "introspect"), cfg, res.sources)
-    from character.training.distributed import is_main
-
-    if not is_main():  # inside `accelerate launch -m character train ...`: one process reports
-        console.quiet = True
+    run_dir = launch.open_training_run(run, dataset, "introspect", cfg, res.sources)
     console.print(f"SFT for '{cfg.persona}' on {dataset} in {run_dir} (config hash {res.hash()})")
     m = sft_stage.run(cfg, Path(run_dir), progress=True, dataset=dataset, model=model)
     c, mt = m.counts, m.metrics
