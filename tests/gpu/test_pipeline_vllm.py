@@ -17,23 +17,13 @@ bf16 (backend.device = cuda); tokens per role in cost.json; the judge of `eval e
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import run_cli
+from tests.gpu.conftest import VLLM_PYTHON, vllm_marks
 
-torch = pytest.importorskip("torch")
-
-VLLM_PYTHON = os.environ.get("CHARACTER_TEST_VLLM_PYTHON", "")
-
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-    pytest.mark.skipif(not VLLM_PYTHON, reason="set CHARACTER_TEST_VLLM_PYTHON to an interpreter with vLLM"),
-]
+pytestmark = vllm_marks()
 
 SERVER_ARGS = '["--gpu-memory-utilization", "0.25", "--max-model-len", "2048", "--enforce-eager"]'
 

@@ -12,21 +12,12 @@ neutral penalty 1.0 is sent) and differ from it with `"vllm"` (the penalty is le
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
-import pytest
+from tests.gpu.conftest import VLLM_PYTHON, vllm_marks
 
-torch = pytest.importorskip("torch")
-
-VLLM_PYTHON = os.environ.get("CHARACTER_TEST_VLLM_PYTHON", "")
-
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-    pytest.mark.skipif(not VLLM_PYTHON, reason="set CHARACTER_TEST_VLLM_PYTHON to an interpreter with vLLM"),
-]
+pytestmark = vllm_marks()
 
 PROMPTS = ["List the days of the week.", "Tell me about the sea, the sea, the sea.", "Count to twenty."]
 

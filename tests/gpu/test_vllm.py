@@ -8,21 +8,12 @@ the adapter, generates through both, and stops the server with the port verified
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.gpu.conftest import VLLM_PYTHON, vllm_marks
 
-torch = pytest.importorskip("torch")
-
-VLLM_PYTHON = os.environ.get("CHARACTER_TEST_VLLM_PYTHON", "")
-
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-    pytest.mark.skipif(not VLLM_PYTHON, reason="set CHARACTER_TEST_VLLM_PYTHON to an interpreter with vLLM"),
-]
+pytestmark = vllm_marks()
 
 
 def test_managed_vllm_serves_base_and_adapter(embedded_model: Path, tmp_path: Path) -> None:
