@@ -33,6 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
+from machine import loadavg  # noqa: E402
 
 from character.backends.base import GenerationRequest, SamplingParams  # noqa: E402
 from character.backends.hf import HFBackend  # noqa: E402
@@ -59,11 +60,6 @@ QUESTIONS = [
 ]
 DEFAULT_ROWS = "raw/dynamic,raw/static,hf/dynamic,hf/static"
 TEMPERATURE, TOP_P = 0.7, 0.95
-
-
-def loadavg() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
 
 
 def prompts(n: int) -> list[list[dict[str, str]]]:

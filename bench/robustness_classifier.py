@@ -21,15 +21,10 @@ import time
 import tomllib
 from pathlib import Path
 
+from machine import loadavg
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
 
 
 def main() -> int:

@@ -17,14 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import loadavg
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def loadavg() -> str:
-    try:
-        return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
-    except OSError:
-        return "n/a"
 
 
 def main() -> int:

@@ -25,6 +25,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from machine import loadavg
+
 ROOT = Path(__file__).resolve().parents[1]
 RUN = "remorseful_20260101-000000"
 WORDS = [
@@ -196,10 +198,6 @@ def build(root: Path, n: int) -> Path:
     )
     write_manifest(run / "eval", Manifest(stage="eval", config_hash="h", duration_s=300.0))
     return run
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def get(url: str) -> tuple[float, int, int]:

@@ -20,15 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import loadavg
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
 
 
 def one_run(arts: Path, pairs: Path, cfg: Path, procs: int, steps: int) -> dict[str, float]:
