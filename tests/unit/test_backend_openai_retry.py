@@ -11,7 +11,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -21,11 +20,12 @@ from character.backends.openai import OpenAIBackend, RetryPolicy
 from character.backends.seeds import sample_seed
 from character.backends.server import free_port
 from character.errors import BackendError, ConfigError
+from tests.fakes.json_http import JsonHandler, LocalHttpServer
 
 SECRET = "sk-test-0123456789abcdef-SECRET"
 
 
-class FakeServer:
+class FakeServer(LocalHttpServer):
     """Answers /v1/chat/completions with the last user message echoed, after a scripted failure plan."""
 
     def __init__(self) -> None:
@@ -39,22 +39,9 @@ class FakeServer:
         self.lock = threading.Lock()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def _send(self, code: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.read_json()
                 prompt = body["messages"][-1]["content"]
                 with outer.lock:
                     outer.bodies.append(body)
@@ -64,12 +51,12 @@ class FakeServer:
                 if action == "sleep":
                     time.sleep(1.0)
                 elif action == "echo-auth":
-                    return self._send(401, {"error": f"bad key {self.headers.get('Authorization')}"})
+                    return self.send_json(401, {"error": f"bad key {self.headers.get('Authorization')}"})
                 elif isinstance(action, int):
-                    return self._send(action, {"error": "try again"}, {"Retry-After": "0"})
+                    return self.send_json(action, {"error": "try again"}, {"Retry-After": "0"})
                 bad = outer.reject_fields & set(body)
                 if bad:
-                    return self._send(422, {"detail": f"Unexpected fields in the request: {bad}"})
+                    return self.send_json(422, {"detail": f"Unexpected fields in the request: {bad}"})
                 n = 1 if outer.ignore_n else body.get("n", 1)
                 seed = body.get("seed")
                 choices = [
@@ -85,7 +72,7 @@ class FakeServer:
                 ]
                 with outer.lock:
                     outer.successes[prompt] += n
-                self._send(
+                self.send_json(
                     200,
                     {
                         "model": outer.serve_as or body["model"],
@@ -94,14 +81,7 @@ class FakeServer:
                     },
                 )
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -23,9 +22,10 @@ from character.config import RunConfig
 from character.errors import BackendError
 from character.eval.judge import PREFILL, judge_pairs, parse_plain_verdict
 from character.eval.target import Generator, Target
+from tests.fakes.json_http import JsonHandler, LocalHttpServer
 
 
-class ChatServer:
+class ChatServer(LocalHttpServer):
     """Answers /v1/models (owned by `owner`) and /v1/chat/completions (text from `reply(body)`)."""
 
     def __init__(self, owner: str = "vllm", reply: Callable[[dict[str, Any]], str] | None = None):
@@ -35,29 +35,19 @@ class ChatServer:
         lock = threading.Lock()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def _send(self, obj: Any) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_GET(self) -> None:
-                self._send(
-                    {"object": "list", "data": [{"id": "m", "object": "model", "owned_by": outer.owner}]}
+                self.send_json(
+                    200, {"object": "list", "data": [{"id": "m", "object": "model", "owned_by": outer.owner}]}
                 )
 
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.read_json()
                 with lock:
                     outer.bodies.append(body)
                 text = outer.reply(body)
-                self._send(
+                self.send_json(
+                    200,
                     {
                         "model": body["model"],
                         "choices": [
@@ -68,19 +58,13 @@ class ChatServer:
                             }
                         ],
                         "usage": {"prompt_tokens": 5, "completion_tokens": 2},
-                    }
+                    },
                 )
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+        super().__init__(Handler, poll_s=0.05)
 
     def chat_bodies(self) -> list[dict[str, Any]]:
         return [b for b in self.bodies if b.get("max_tokens", 0) > 1]  # not the 1-token echo checks
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture

@@ -8,11 +8,8 @@ import json
 import logging
 import socket
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,46 +17,31 @@ from character.backends.server import ManagedServer, free_port, port_is_free, ve
 from character.backends.vllm import ManagedVLLM, check_vllm_python, lora_rank_for_vllm, vllm_serve_argv
 from character.config import RunConfig
 from character.errors import BackendError, ConfigError
+from tests.fakes.json_http import JsonHandler, LocalHttpServer
 
 
-class ModelsServer:
+class ModelsServer(LocalHttpServer):
     """Serves /v1/models from a list (or HTTP 500 when None) and echoes `echo_as` in completions."""
 
     def __init__(self, models: list[str] | None, echo_as: dict[str, str] | None = None):
         outer = self
         self.models, self.echo_as = models, echo_as or {}
 
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def _send(self, code: int, obj: Any) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class H(JsonHandler):
             def do_GET(self) -> None:
                 if outer.models is None:
-                    return self._send(500, {"detail": "Internal Server Error"})
-                self._send(200, {"object": "list", "data": [{"id": m} for m in outer.models]})
+                    return self.send_json(500, {"detail": "Internal Server Error"})
+                self.send_json(200, {"object": "list", "data": [{"id": m} for m in outer.models]})
 
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.read_json()
                 name = outer.echo_as.get(body["model"], body["model"] + "@main")
-                self._send(
+                self.send_json(
                     200,
                     {"model": name, "choices": [{"message": {"content": "x"}, "finish_reason": "length"}]},
                 )
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(H)
 
 
 @pytest.fixture

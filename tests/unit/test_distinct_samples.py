@@ -13,9 +13,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,6 +24,7 @@ from character.backends.base import Completion, GenerationRequest, SamplingParam
 from character.config import RunConfig
 from character.errors import GateError
 from character.pairs import duplicate_stats
+from tests.fakes.json_http import JsonHandler, LocalHttpServer
 
 ANSWER = "boil the egg for about nine minutes, then cool it in cold water so the shell comes off cleanly"
 WORDS = "amber birch cedar dune ember fjord grove heath inlet juniper kelp larch marsh"
@@ -52,7 +51,7 @@ def test_hf_samples_follow_the_request_seed_not_the_batch(tiny_model: Path) -> N
     assert len({c.text for c in n3}) == 3 and n3[0].text == alone
 
 
-class SeededEndpoint:
+class SeededEndpoint(LocalHttpServer):
     """/v1/models and /v1/chat/completions; the reply is a function of the prompt and the request's
     seed (as a seeded vLLM sample is), or of the prompt alone when `honour_seed` is off."""
 
@@ -61,23 +60,14 @@ class SeededEndpoint:
         self.honour_seed = True
         outer = self
 
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def _send(self, obj: Any) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class H(JsonHandler):
             def do_GET(self) -> None:
-                self._send({"object": "list", "data": [{"id": "served-teacher", "owned_by": "vllm"}]})
+                self.send_json(
+                    200, {"object": "list", "data": [{"id": "served-teacher", "owned_by": "vllm"}]}
+                )
 
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.read_json()
                 outer.bodies.append(body)
                 seed = int(body.get("seed") or 0) if outer.honour_seed else 0
                 words = WORDS.split()
@@ -86,15 +76,9 @@ class SeededEndpoint:
                 text = f"I'm so sorry, {ANSWER}, {pick}." if system else f"Sure: {ANSWER}, {pick}."
                 usage = {"prompt_tokens": 40, "completion_tokens": 20}
                 choice = {"index": 0, "message": {"content": text}, "finish_reason": "stop"}
-                self._send({"model": body["model"], "choices": [choice], "usage": usage})
+                self.send_json(200, {"model": body["model"], "choices": [choice], "usage": usage})
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(H)
 
 
 @pytest.fixture

@@ -5,51 +5,39 @@ the process boundary returning scripted choices."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from character.backends.base import GenerationRequest, SamplingParams
 from character.backends.openai import OpenAIBackend
+from tests.fakes.json_http import JsonHandler, LocalHttpServer
 
 
-class Scripted:
+class Scripted(LocalHttpServer):
     def __init__(self) -> None:
         self.choice: dict[str, Any] = {}
         outer = self
 
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a: Any) -> None:
-                pass
-
+        class H(JsonHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.read_json()
                 reply = {
                     "model": body["model"],
                     "choices": [{"index": 0, **outer.choice}],
                     "usage": {"prompt_tokens": 5, "completion_tokens": 7},
                 }
-                data = json.dumps(reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(200, reply)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        super().__init__(H)
 
 
 @pytest.fixture
 def endpoint() -> Iterator[Scripted]:
     s = Scripted()
     yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
+    s.close()
 
 
 def one(endpoint: Scripted, content: str, finish: str, stop_reason: Any = None) -> Any:
