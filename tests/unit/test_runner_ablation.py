@@ -8,9 +8,23 @@ from pathlib import Path
 import pytest
 
 from character.ablation import nested_subset, run_ablation
-from character.config_layers import resolve
+from character.config_layers import Resolved, resolve
 from character.records import read_jsonl
 from tests.unit.test_runner import FakeStages
+
+
+def small_ablation(scales: list[int]) -> Resolved:
+    """20 pairs, 8 reflections and 4 interactions, no smoke sub-run: every scale is a whole count."""
+    return resolve(
+        environ={},
+        overrides={
+            "pipeline.smoke": "none",
+            "distill.pairs": 20,
+            "introspect.reflections": 8,
+            "introspect.interactions": 4,
+            "pipeline.ablation_scales": scales,
+        },
+    )
 
 
 def test_nested_subsets_are_nested_and_stratified() -> None:
@@ -28,16 +42,7 @@ def test_sequential_generates_once_and_trains_each_scale(
 ) -> None:
     monkeypatch.setenv("CHARACTER_ARTIFACTS", str(tmp_path / "artifacts"))
     fake = FakeStages()
-    res = resolve(
-        environ={},
-        overrides={
-            "pipeline.smoke": "none",
-            "distill.pairs": 20,
-            "introspect.reflections": 8,
-            "introspect.interactions": 4,
-            "pipeline.ablation_scales": [25, 50],
-        },
-    )
+    res = small_ablation([25, 50])
     root = run_ablation(res, progress=False, stages=fake.table())
     by_dir: dict[str, list[str]] = {}
     for stage, d in fake.calls:
@@ -78,16 +83,7 @@ def test_sequential_until_a_stage_derives_only_what_the_full_run_made(
     # introspection data, which an early stop never makes.
     monkeypatch.setenv("CHARACTER_ARTIFACTS", str(tmp_path / "artifacts"))
     fake = FakeStages()
-    res = resolve(
-        environ={},
-        overrides={
-            "pipeline.smoke": "none",
-            "distill.pairs": 20,
-            "introspect.reflections": 8,
-            "introspect.interactions": 4,
-            "pipeline.ablation_scales": [50],
-        },
-    )
+    res = small_ablation([50])
     root = run_ablation(res, progress=False, stages=fake.table(), until=until)
     calls = [stage for stage, d in fake.calls if d == "50pct"]
     assert calls == small_scale_stages
