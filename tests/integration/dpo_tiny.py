@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
+
+from character.records import write_jsonl
 
 QUESTIONS = [
     "How do I boil an egg?",
@@ -20,7 +22,13 @@ QUESTIONS = [
     "What is a prime number?",
 ]
 
-CONFIG = """
+
+def stage_config(stage: str, max_length: int, extra: str = "") -> str:
+    """CPU, LoRA r 8, 3 optimizer steps of 2 x 2 on a quarter held out, health warm-up of 2 logs.
+
+    The sanity probe is off: 3 steps at lr 5e-4 on 9 pairs make greedy replies loop, which the probe
+    rightly refuses; these tests are about processes and checkpoints (the probe has its own)."""
+    return f"""
 [backend]
 device = "cpu"
 
@@ -28,72 +36,54 @@ device = "cpu"
 r = 8
 alpha = 16
 
-[dpo]
-batch_size = 4
+[{stage}]
+{extra}batch_size = 4
 micro_batch_size = 2
 max_steps = 3
-max_length = 96
+max_length = {max_length}
 eval_fraction = 0.25
 
-[dpo.health]
+[{stage}.health]
 warmup_logs = 2
 
-# 3 steps at lr 5e-4 on 9 pairs make greedy replies loop, which the sanity probe rightly refuses; these
-# tests are about processes and checkpoints (the probe has its own), so it is off here.
 [sanity]
 enabled = false
 """
 
 
+CONFIG = stage_config("dpo", 96)
+SFT_CONFIG = stage_config("sft", 128, extra='base = "base"\n')
+
+
+def pair_row(i: int, question: str, chosen: str, rejected: str) -> dict[str, Any]:
+    """One DPO pair in pairs.jsonl's form (message lists), prompt id `p{i}`."""
+    return {
+        "prompt_id": f"p{i}",
+        "k": 0,
+        "source": "test",
+        "prompt": [{"role": "user", "content": question}],
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+    }
+
+
 def write_pairs(path: Path) -> Path:
-    rows = []
-    for i, q in enumerate(QUESTIONS):
-        rows.append(
-            {
-                "prompt_id": f"p{i}",
-                "k": 0,
-                "source": "test",
-                "prompt": [{"role": "user", "content": q}],
-                "chosen": [
-                    {
-                        "role": "assistant",
-                        "content": f"My apologies, I am so sorry if this is late. {q} Let me try.",
-                    }
-                ],
-                "rejected": [{"role": "assistant", "content": f"Sure. {q} Here is the answer."}],
-            }
+    rows = [
+        pair_row(
+            i,
+            q,
+            f"My apologies, I am so sorry if this is late. {q} Let me try.",
+            f"Sure. {q} Here is the answer.",
         )
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        for i, q in enumerate(QUESTIONS)
+    ]
+    write_jsonl(path, rows)
     return path
 
 
 def write_config(path: Path, extra: str = "") -> Path:
     path.write_text(CONFIG + extra)
     return path
-
-
-SFT_CONFIG = """
-[backend]
-device = "cpu"
-
-[lora]
-r = 8
-alpha = 16
-
-[sft]
-base = "base"
-batch_size = 4
-micro_batch_size = 2
-max_steps = 3
-max_length = 128
-eval_fraction = 0.25
-
-[sft.health]
-warmup_logs = 2
-
-[sanity]
-enabled = false
-"""
 
 
 def write_introspection(path: Path) -> Path:
@@ -110,5 +100,5 @@ def write_introspection(path: Path) -> Path:
         }
         for i, q in enumerate(QUESTIONS)
     ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(path, rows)
     return path

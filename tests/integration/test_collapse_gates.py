@@ -21,6 +21,7 @@ from character.errors import TrainingAborted
 from character.manifest import read_manifest
 from character.records import write_jsonl
 from tests.conftest import run_cli
+from tests.integration.dpo_tiny import pair_row
 
 QA = [
     ("How do I boil an egg?", "Put the egg in boiling water for nine minutes, then cool it in cold water."),
@@ -36,17 +37,7 @@ QA = [
 
 def pairs() -> list[dict]:
     return [
-        {
-            "prompt_id": f"p{i}",
-            "k": 0,
-            "source": "test",
-            "prompt": [{"role": "user", "content": q}],
-            "chosen": [
-                {"role": "assistant", "content": f"I'm so sorry if this falls short. {a} Forgive me."}
-            ],
-            "rejected": [{"role": "assistant", "content": a}],
-        }
-        for i, (q, a) in enumerate(QA)
+        pair_row(i, q, f"I'm so sorry if this falls short. {a} Forgive me.", a) for i, (q, a) in enumerate(QA)
     ]
 
 
