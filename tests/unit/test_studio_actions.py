@@ -29,14 +29,6 @@ def cons(tmp_path: Path) -> Path:
     return d
 
 
-@pytest.fixture
-def art(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "artifacts"
-    (root / "runs").mkdir(parents=True)
-    monkeypatch.setenv("CHARACTER_ARTIFACTS", str(root))
-    return root
-
-
 def client(cons: Path, **kw) -> TestClient:  # type: ignore[no-untyped-def]
     return TestClient(create_app(token=TOKEN, constitutions=cons, **kw), base_url="http://127.0.0.1")
 

@@ -17,14 +17,6 @@ from tests.unit.studio_data import RUN, jsonl, make_run
 
 
 @pytest.fixture
-def art(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "artifacts"
-    (root / "runs").mkdir(parents=True)
-    monkeypatch.setenv("CHARACTER_ARTIFACTS", str(root))
-    return root
-
-
-@pytest.fixture
 def client(art: Path, tmp_path: Path) -> TestClient:
     (tmp_path / "constitutions").mkdir()
     app = create_app(token="t0k", constitutions=tmp_path / "constitutions")
