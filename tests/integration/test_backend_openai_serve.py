@@ -19,27 +19,16 @@ import pytest
 
 from character.backends import GenerationRequest, SamplingParams
 from character.backends.openai import OpenAIBackend, RetryPolicy
-from character.backends.server import ManagedServer, free_port, port_is_free, transformers_serve_argv
+from character.backends.server import ManagedServer, port_is_free
 from character.errors import BackendError
+from tests.integration.serving import transformers_serve
 
 
 @pytest.fixture(scope="module")
 def serve(embedded_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedServer]:
-    port = free_port()
-    srv = ManagedServer(
-        transformers_serve_argv(str(embedded_model), host="127.0.0.1", port=port),
-        port=port,
-        name="transformers serve",
-        start_timeout_s=300,
-        env={"HF_HUB_OFFLINE": "1"},
-        log_path=tmp_path_factory.mktemp("serve") / "serve.log",
-    )
-    srv.start()
-    try:
+    with transformers_serve(embedded_model, tmp_path_factory.mktemp("serve") / "serve.log") as srv:
         yield srv
-    finally:
-        srv.stop()
-        assert port_is_free("127.0.0.1", port)
+    assert port_is_free("127.0.0.1", srv.port)
 
 
 def client(serve: ManagedServer, model: str, **kw: object) -> OpenAIBackend:

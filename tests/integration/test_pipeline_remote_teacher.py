@@ -18,27 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from character.backends.server import ManagedServer, free_port, port_is_free, transformers_serve_argv
+from character.backends.server import ManagedServer, port_is_free
 from tests.conftest import run_cli
+from tests.integration.serving import transformers_serve
 
 
 @pytest.fixture
 def serve(embedded_model: Path, tmp_path: Path) -> Iterator[ManagedServer]:
-    port = free_port()
-    srv = ManagedServer(
-        transformers_serve_argv(str(embedded_model), host="127.0.0.1", port=port),
-        port=port,
-        name="transformers serve",
-        start_timeout_s=300,
-        env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
-        log_path=tmp_path / "serve.log",
-    )
-    srv.start()
-    try:
+    with transformers_serve(embedded_model, tmp_path / "serve.log", OMP_NUM_THREADS="1") as srv:
         yield srv
-    finally:
-        srv.stop()
-        assert port_is_free("127.0.0.1", port)
+    assert port_is_free("127.0.0.1", srv.port)
 
 
 def config(tmp_path: Path, url: str, served: str) -> Path:
