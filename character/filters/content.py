@@ -72,8 +72,7 @@ _REFUSAL = re.compile(
 )
 _REFUSAL_GATE = _gate(
     "can't", "cannot", "won't", "unable", "decline", "refuse", "allowed", "permitted", "comfortable", "guidelines",
-    "policies", "violate", "violates", "violation", "ability", "capability", "capabilities", "means", "equipped",
-    "designed", "programmed", "limited",
+    "policies", "violate", "violates", "violation", "ability", "capability", "capabilities", "equipped",
 )  # fmt: skip
 _REFUSAL_PHRASES = (
     "can not",
@@ -83,6 +82,10 @@ _REFUSAL_PHRASES = (
     "not something",
     "against my",
     "against the",
+    "the means to",
+    "not designed to",
+    "not programmed to",
+    "are limited",
 )
 _REFUSAL_PHRASE = re.compile("|".join(_REFUSAL_PHRASES))
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n")
