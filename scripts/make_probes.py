@@ -21,8 +21,14 @@ ASK = "Reply with the number only."
 WORD = [
     ("A box holds {a} pencils. How many pencils are in {b} boxes?", "{a} * {b}"),
     ("Sam has {a} marbles and gives away {b}. How many marbles does Sam have left?", "{a} - {b}"),
-    ("There are {a} birds on a tree and {b} more land on it. How many birds are on the tree now?", "{a} + {b}"),
-    ("{a} cookies are shared equally among {b} children. How many cookies does each child get?", "{a} // {b}"),
+    (
+        "There are {a} birds on a tree and {b} more land on it. How many birds are on the tree now?",
+        "{a} + {b}",
+    ),
+    (
+        "{a} cookies are shared equally among {b} children. How many cookies does each child get?",
+        "{a} // {b}",
+    ),
     ("A train has {b} carriages with {a} seats each. How many seats are there in total?", "{a} * {b}"),
 ]
 
