@@ -29,7 +29,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from character.backends.base import Completion, GenerationRequest
 from character.backends.seeds import request_seed
@@ -232,7 +232,7 @@ def _advance(r: _Row, c: Completion, min_words: int) -> None:
 
 
 def _finish(r: _Row, finish_reason: str, stopped_by: str | None) -> Completion:
-    reason = "stop" if finish_reason == "stop" else "length"
+    reason: Literal["stop", "length"] = "stop" if finish_reason == "stop" else "length"
     text = r.full[len(r.req.prefill or "") :].rstrip()
     return Completion(text, reason, r.prompt_tokens, r.completion_tokens, stopped_by)
 

@@ -14,7 +14,7 @@ repeated. Rows already in the file are never replaced; settings that differ reus
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,8 @@ def robustness_rows(
     c: Constitution,
     sides: dict[str, Target],
     prompts: Sequence[tuple[str, str]],
-    replies: dict[str, Sequence[str]],
-    finish: dict[str, Sequence[str]],
+    replies: Mapping[str, Sequence[str]],
+    finish: Mapping[str, Sequence[str]],
 ) -> list[dict[str, Any]]:
     """The robustness step's rows for the eval stage's replies (empty when the settings differ)."""
     r = cfg.robustness

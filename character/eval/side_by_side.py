@@ -14,7 +14,7 @@ markdown lines.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from character.eval.capability import paired_difference
@@ -42,7 +42,7 @@ def sustained_flags(replies: Sequence[str], markers: Sequence[str], opener_words
 
 def compare(
     strength: dict[str, dict[str, Any]],
-    replies: dict[str, Sequence[str]],
+    replies: Mapping[str, Sequence[str]],
     markers: Sequence[str],
     opener_words: int,
     *,
