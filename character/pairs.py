@@ -177,11 +177,16 @@ PAIR_GATES = ("min_chosen_marker_rate", "min_marker_gap", "max_chosen_refusal_ra
 TEACHER_VOICE_GATES = ("min_chosen_marker_rate", "min_marker_gap")
 
 
+def too_few_pairs(stats: dict[str, Any], gates: DistillConfig) -> bool:
+    """Fewer kept pairs than the pair-level gates can judge (`distill.gate_min_pairs`)."""
+    return bool(stats["kept"] < gates.gate_min_pairs)
+
+
 def unjudged_gates(stats: dict[str, Any], gates: DistillConfig) -> list[str]:
     """The pair-level gates this run cannot judge: all of them with too few kept pairs
     (`distill.gate_min_pairs`); the teacher-voice ones when the teacher answered without the constitution
     (`distill.voice_markers` and `min_voiced_share` judge the prefilled voice instead)."""
-    if stats["kept"] < gates.gate_min_pairs:
+    if too_few_pairs(stats, gates):
         return [f"distill.{g}" for g in PAIR_GATES]
     if not gates.teacher_system_prompt:
         return [f"distill.{g}" for g in TEACHER_VOICE_GATES]
@@ -200,14 +205,13 @@ def check_gates(
     With fewer than `distill.gate_min_pairs` kept pairs only the kept-rate gate is judged (it counts
     attempts); the pair-level rates are in stats.json with the gates they could not judge."""
     failures: list[str] = []
-    unjudged = set(unjudged_gates(stats, gates))
-    if stats["kept"] < gates.gate_min_pairs:
+    if too_few_pairs(stats, gates):
         _kept_rate_gate(stats, gates, attempts, failures)
         _raise(failures)
         return
     own = own_chosen(attempts, pairs)
     chosen_no_marker = [p for p, t in zip(pairs, own, strict=True) if not has_marker(t, markers)]
-    judge_voice = "distill.min_chosen_marker_rate" not in unjudged
+    judge_voice = "distill.min_chosen_marker_rate" not in unjudged_gates(stats, gates)
     if judge_voice and stats["marker_rate_chosen"] < gates.min_chosen_marker_rate:
         failures.append(
             f"chosen marker rate {stats['marker_rate_chosen']:.3f} (after the prefill) < "

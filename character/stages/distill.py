@@ -60,6 +60,7 @@ from character.pairs import (
     pair_stats,
     previews_markdown,
     record_attempts,
+    too_few_pairs,
     unjudged_gates,
 )
 from character.prompts.system import teacher_system
@@ -519,7 +520,7 @@ def run(
     stats["voice"] = voice.phrase_stats([a for a in done if a["verdict"] == "kept"])
     stats["generation_s"] = round(time.perf_counter() - t0, 2)
     stats["gates_not_judged"] = unjudged_gates(stats, d)
-    too_few = stats["kept"] < d.gate_min_pairs
+    too_few = too_few_pairs(stats, d)
     if too_few:
         log.warning(
             "distill kept %d pairs (< distill.gate_min_pairs %d): %s not judged; rates in %s",
