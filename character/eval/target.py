@@ -145,7 +145,12 @@ class Generator:
         prefill: str | None = None,
         progress: bool = True,
     ) -> list[list[Completion]]:
-        reqs = [GenerationRequest(m, params, prefill=prefill, adapter=self.adapter) for m in conversations]
+        reqs = [
+            GenerationRequest(
+                m, conversation_params(params, m, prefill), prefill=prefill, adapter=self.adapter
+            )
+            for m in conversations
+        ]
         return self.backend.generate(reqs, progress=progress) if reqs else []
 
     def replies(
@@ -158,6 +163,26 @@ class Generator:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def conversation_params(
+    params: SamplingParams, messages: list[Message], prefill: str | None
+) -> SamplingParams:
+    """`params` with a seed of this conversation's own, drawn from `params.seed` and its content.
+
+    Engines draw each request from a stream seeded by its own seed (vLLM; the hf backend's
+    `SeededSampler`): one seed for a whole prompt set gave every reply the same random numbers, so
+    all replies were the same quantile of their distributions (47 of the embedded model's 100 held-out
+    replies in report 009's demo opened with "A"). Keyed by content, a prompt draws the same numbers on every model under
+    test (a paired comparison) and the same sample on a rerun; unseeded params stay unseeded."""
+    import dataclasses
+
+    from character.backends.seeds import request_seed
+
+    if params.seed is None:
+        return params
+    key = hashlib.sha256(json.dumps([messages, prefill], sort_keys=True).encode()).hexdigest()[:16]
+    return dataclasses.replace(params, seed=request_seed(params.seed, key, 0))
 
 
 def open_generator(cfg: RunConfig, ref: str, *, role: str = "student") -> Generator:
