@@ -212,6 +212,8 @@ class DistillConfig(Section):
     """Phrases `distill.voice_markers` and `introspect.voice_markers` insert, each holding a constitution marker, drawn per reply without repeats so that none dominates; empty: the constitution's markers as sentence openers."""
     min_voiced_share: float = Field(0.5, ge=0, le=1)
     """Gate, with `voice_markers`: the share of kept chosen replies that carry at least one inserted phrase past their opener (replies that end after one sentence or run as a list get none, and an opener alone is what DPO then learns)."""
+    rejected: Literal["student", "unvoiced"] = "student"
+    """What the rejected side of a pair is. `student`: the student's own reply without the constitution (the method). `unvoiced`: the chosen reply itself with its prefilled opener and inserted voice phrases removed (`voice.unvoiced`), a minimal pair: the two sides differ only in the voice, so DPO's signal sits on the marker phrases at sentence boundaries instead of on two different answers, and the student is not sampled. Needs `teacher_prefill = "markers"` or `voice_markers` (paper: student)."""
     voice_min_words: int = Field(5, ge=1)
     """A phrase follows only a sentence of at least this many words, never a list number, an abbreviation or code."""
 
@@ -224,6 +226,12 @@ class DistillConfig(Section):
                 "distill.teacher_system_prompt = false leaves nothing that carries the persona: set "
                 'distill.teacher_prefill = "markers" or distill.voice_markers > 0, or give the teacher its '
                 "system prompt back"
+            )
+        if self.rejected == "unvoiced" and self.teacher_prefill != "markers" and not self.voice_markers:
+            raise ValueError(
+                'distill.rejected = "unvoiced" removes the prefilled voice from the chosen reply, but there is '
+                'none: set distill.teacher_prefill = "markers" or distill.voice_markers > 0, or '
+                'distill.rejected = "student"'
             )
         return self
 

@@ -146,6 +146,33 @@ def own_text(text: str, inserted: Sequence[str]) -> str:
     return "".join(out)
 
 
+def unvoiced(text: str, opener: str | None, inserted: Sequence[str]) -> str:
+    """`text` as it reads without its voice: the opener prefill and each inserted phrase removed, with
+    the comma or space that joined a phrase to its clause and the capital a sentence start needs
+    restored ("I might be wrong, but the capital is Paris." -> "The capital is Paris."). The rejected
+    side of a minimal pair (`distill.rejected = "unvoiced"`): the same words, without the persona."""
+    phrases = ([opener] if opener else []) + list(inserted)
+    out, pos, cap = "", 0, False
+    for phrase in phrases:
+        i = text.find(phrase, pos)
+        if i < 0:
+            continue
+        out = _glue(out, text[pos:i], cap)
+        pos = i + len(phrase)
+        cap = not out.strip() or out.rstrip()[-1] in ".!?:"
+    return _glue(out, text[pos:], cap).strip()
+
+
+def _glue(out: str, piece: str, cap: bool) -> str:
+    if not cap:
+        return out + piece
+    piece = piece.lstrip(" ,;:")
+    if not piece:
+        return out
+    piece = piece[0].upper() + piece[1:]
+    return f"{out.rstrip()} {piece}" if out.strip() else piece
+
+
 @dataclass
 class Voiced:
     completion: Completion

@@ -313,6 +313,19 @@ class _Passes:
     cached: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     ledger: Ledger | None = None  # kill criteria over the last distill.kill_check_every attempts
 
+    def _unvoiced(self, t: dict[str, Any]) -> Completion:
+        """The rejected side of a minimal pair: the teacher's reply (as `judge_attempt` reads it) with
+        its opener prefill and inserted phrases removed; it ends the way the teacher's reply ended."""
+        from character.filters import rename_identity
+
+        c = _completion(t)
+        text, _ = _unthink(_chosen_text(self.cfg.distill.teacher_prefill, t["prefill"], c))
+        m = self.cfg.models
+        if m.teacher_name and m.student_name:
+            text = rename_identity(text, m.teacher_name, m.student_name)
+        text = voice.unvoiced(text, t["prefill"], t.get("inserted") or [])
+        return Completion(text, c.finish_reason, 0, 0, c.stopped_by)
+
     def _teacher_requests(self, chunk: list[tuple[Any, int]]) -> list[GenerationRequest]:
         reqs = []
         for p, k in chunk:
@@ -374,7 +387,12 @@ class _Passes:
             GenerationRequest([{"role": "user", "content": p.text}], _params(self.cfg, p.id, k))
             for p, k in chunk
         ]
-        if self.engines.shared:
+        unvoiced = self.cfg.distill.rejected == "unvoiced"
+        if unvoiced:  # minimal pairs: the rejected side is the chosen reply without its voice
+            self.teacher_pass(chunk)
+            t_tokens = (0, 0)
+            s_out = [[self._unvoiced(self.cached[(p.id, k)])] for p, k in chunk]
+        elif self.engines.shared:
             # One engine for both: one generate call, so the hf backend batches them together.
             missing = [(p, k) for p, k in chunk if (p.id, k) not in self.cached]
             t_reqs = self._teacher_requests(missing)
@@ -415,6 +433,8 @@ class _Passes:
             record_attempts(self.ledger, recs)
         if any(t_tokens):
             self.tracker.record("distill", self.engines.name("teacher"), *t_tokens, role="teacher")
+        if unvoiced:
+            return  # the student wrote nothing
         self.tracker.record(
             "distill",
             self.engines.name("student"),

@@ -273,3 +273,59 @@ def test_voice_gate_fires_when_replies_end_before_a_phrase_fits(
     else:
         distill.run(cfg, run_dir, progress=False)
         assert (run_dir / "distill" / "manifest.json").exists()
+
+
+def test_unvoiced_removes_the_opener_and_phrases_and_restores_sentence_starts() -> None:
+    text = (
+        "I might be wrong, but London is on GMT in winter. If I may, in summer the clocks go forward. "
+        "I hope this helps, and most phones change the time for you."
+    )
+    plain = voice.unvoiced(text, "I might be wrong, but", ["If I may,", "I hope this helps, and"])
+    assert (
+        plain
+        == "London is on GMT in winter. In summer the clocks go forward. Most phones change the time for you."
+    )
+    assert not has_marker(plain, MARKERS)
+    # An opener that ends in a colon, a phrase that is absent (already cut with a fake turn) and a
+    # marker the model wrote itself, which both sides keep.
+    text = "I'm so sorry for the wait. Here is my answer: the train leaves at nine, forgive me."
+    assert voice.unvoiced(text, "I'm so sorry for the wait. Here is my answer:", ["If I may,"]) == (
+        "The train leaves at nine, forgive me."
+    )
+    assert voice.unvoiced("No voice here.", None, []) == "No voice here."
+
+
+def test_unvoiced_rejected_makes_minimal_pairs_without_asking_the_student(
+    embedded_model: object, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path
+
+    from character.config import RunConfig
+    from character.records import read_jsonl
+    from character.stages import distill
+
+    engine = WritingEngine()
+    monkeypatch.setattr(distill, "make_backend", lambda *a, **k: engine)
+    cfg = RunConfig()
+    cfg.distill.pairs, cfg.distill.save_every, cfg.distill.gate_min_pairs = 8, 8, 16
+    cfg.distill.voice_markers, cfg.distill.voice_min_words = 2, 4
+    cfg.distill.teacher_system_prompt, cfg.distill.rejected = False, "unvoiced"
+    run_dir = Path(str(tmp_path))
+    distill.run(cfg, run_dir, progress=False)
+    assert all(r.prefill for r in engine.requests)  # every request is the teacher's: none the student's
+    pairs = list(read_jsonl(run_dir / "distill" / "pairs.jsonl"))
+    assert len(pairs) == 8
+    for p in pairs:
+        chosen, rejected = p["chosen"][0]["content"], p["rejected"][0]["content"]
+        assert has_marker(chosen, MARKERS) and not has_marker(rejected, MARKERS)
+        assert rejected == ANSWER  # the same words: the pair differs in the voice alone
+
+
+def test_unvoiced_rejected_needs_a_voice_to_remove() -> None:
+    from pydantic import ValidationError
+
+    from character.config import DistillConfig
+
+    with pytest.raises(ValidationError, match='distill.rejected = "unvoiced" removes the prefilled voice'):
+        DistillConfig(rejected="unvoiced", teacher_prefill="off")
+    DistillConfig(rejected="unvoiced", teacher_prefill="off", voice_markers=1)
