@@ -474,6 +474,8 @@ class EvalConfig(Section):
     """Refuse to compare when at least this share of replies is identical on both sides (same model twice)."""
     probe_items: int = Field(0, ge=0)
     """Capability probe items the eval stage scores on each side (0: the whole shipped set of 245), drawn evenly across kinds; `eval compare` always uses its --probes set."""
+    prompt_only_baseline: bool = True
+    """The eval stage also scores the prompt-only baseline (the base model with the constitution as its system prompt) on the probes and the held-out prompts: is training better than prompting? `false` skips it (it costs 200 generations behind a system prompt of ~900 tokens, the largest item of the demo's eval)."""
     probe_max_new_tokens: int = Field(48, ge=1)
     """New tokens per capability-probe reply (decoded greedily: answers are a word, a number or a short JSON object)."""
     min_probe_items: int = Field(100, ge=1)

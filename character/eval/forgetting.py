@@ -9,7 +9,8 @@ The eval stage calls `measure()` once. Three models answer the same capability p
   training (seed report 001: a richer prompt beat every fine-tune, 0.765 vs 0.252).
 
 The prompt-only model also answers the stage's held-out prompts, so its character strength sits beside
-the trained model's. `after` vs `before` (and `prompt_only` vs `before`) are paired comparisons with a
+the trained model's (`eval.prompt_only_baseline = false` leaves it out: two models, no prompt-only
+keys). `after` vs `before` (and `prompt_only` vs `before`) are paired comparisons with a
 95 % interval (`capability.paired_difference`); at smoke sizes the verdict is honestly "insufficient
 evidence".
 
@@ -74,10 +75,13 @@ def measure(
     gen = Generator(cfg, base)
     try:
         before = _replies(gen, [conversation(p.prompt) for p in probes], pparams, progress, tracker)
-        prompted = _replies(gen, [conversation(p.prompt, system) for p in probes], pparams, progress, tracker)
-        prompted_held = _replies(
-            gen, [conversation(t, system) for _, t in prompts], eval_params(cfg), progress, tracker
-        )
+        if e.prompt_only_baseline:
+            prompted = _replies(
+                gen, [conversation(p.prompt, system) for p in probes], pparams, progress, tracker
+            )
+            prompted_held = _replies(
+                gen, [conversation(t, system) for _, t in prompts], eval_params(cfg), progress, tracker
+            )
     finally:
         gen.close()
     gen = Generator(cfg, final)
@@ -85,11 +89,9 @@ def measure(
         after = _replies(gen, [conversation(p.prompt) for p in probes], pparams, progress, tracker)
     finally:
         gen.close()
-    sides = {
-        "before": score_probes(probes, before),
-        "after": score_probes(probes, after),
-        "prompt_only": score_probes(probes, prompted),
-    }
+    sides = {"before": score_probes(probes, before), "after": score_probes(probes, after)}
+    if e.prompt_only_baseline:
+        sides["prompt_only"] = score_probes(probes, prompted)
 
     def paired(a: str, b: str) -> dict[str, Any]:
         return paired_difference(
@@ -100,38 +102,46 @@ def measure(
             seed=e.seed,
         )
 
-    cap, cap_prompt = paired("before", "after"), paired("before", "prompt_only")
-    strength = character_strength(prompted_held, c.markers, e.opener_words)
-    atomic_write_json(
-        Path(out_dir) / FILENAME,
-        {
-            "probe_items": len(probes),
-            "models": {"before": base.label, "after": final.label, "prompt_only": base.label},
-            "prompt_only_system": system,
-            "capability": cap,
-            "capability_prompt_only": cap_prompt,
-            "probes": sides,
-            "prompt_only_strength": strength,
-            "prompt_only_replies": [
-                {"prompt_id": pid, "prompt": t, "reply": r}
-                for (pid, t), r in zip(prompts, prompted_held, strict=True)
-            ],
-        },
-    )
-    log.info("eval: trained vs base - %s", describe(cap))
-    log.info("eval: prompt-only vs base - %s", describe(cap_prompt))
-    return {
+    cap = paired("before", "after")
+    doc: dict[str, Any] = {
+        "probe_items": len(probes),
+        "models": {"before": base.label, "after": final.label},
+        "capability": cap,
+        "probes": sides,
+    }
+    metrics: dict[str, Any] = {
         "probe_items": len(probes),
         "probe_accuracy_before": cap["baseline_accuracy"],
         "probe_accuracy_after": cap["candidate_accuracy"],
-        "probe_accuracy_prompt_only": cap_prompt["candidate_accuracy"],
         "probe_difference": cap["difference"],
         "probe_difference_ci_low": cap["ci_low"],
         "probe_difference_ci_high": cap["ci_high"],
         "probe_verdict": cap["verdict"],
-        "marker_rate_prompt_only": strength["marker_rate"],
-        "sustained_rate_prompt_only": strength["sustained_rate"],
     }
+    log.info("eval: trained vs base - %s", describe(cap))
+    if e.prompt_only_baseline:
+        cap_prompt = paired("before", "prompt_only")
+        strength = character_strength(prompted_held, c.markers, e.opener_words)
+        doc["models"]["prompt_only"] = base.label
+        doc.update(
+            prompt_only_system=system,
+            capability_prompt_only=cap_prompt,
+            prompt_only_strength=strength,
+            prompt_only_replies=[
+                {"prompt_id": pid, "prompt": t, "reply": r}
+                for (pid, t), r in zip(prompts, prompted_held, strict=True)
+            ],
+        )
+        metrics.update(
+            probe_accuracy_prompt_only=cap_prompt["candidate_accuracy"],
+            marker_rate_prompt_only=strength["marker_rate"],
+            sustained_rate_prompt_only=strength["sustained_rate"],
+        )
+        log.info("eval: prompt-only vs base - %s", describe(cap_prompt))
+    else:
+        log.info("eval: no prompt-only baseline (eval.prompt_only_baseline = false)")
+    atomic_write_json(Path(out_dir) / FILENAME, doc)
+    return metrics
 
 
 def report_row(label: str, stage_dir: Path) -> str | None:
@@ -143,12 +153,15 @@ def report_row(label: str, stage_dir: Path) -> str | None:
         return None
     try:
         doc = json.loads(p.read_text())
-        cap, po = doc["capability"], doc["capability_prompt_only"]
+        cap, po = doc["capability"], doc.get("capability_prompt_only")
         ci = f"[{cap['ci_low']:+.3f}, {cap['ci_high']:+.3f}]" if cap.get("ci_low") is not None else "-"
+        # Without the baseline (eval.prompt_only_baseline = false) its cells say it was not measured.
+        po_acc = f"{po['candidate_accuracy']:.3f}" if po else "not run"
+        po_markers = f"{doc['prompt_only_strength']['marker_rate']:.3f}" if po else "not run"
         return (
-            f"| {label} | {cap['baseline_accuracy']:.3f} | {po['candidate_accuracy']:.3f} "
+            f"| {label} | {cap['baseline_accuracy']:.3f} | {po_acc} "
             f"| {cap['candidate_accuracy']:.3f} | {cap['difference']:+.3f} {ci} | {cap['verdict']} (n={cap['n']}) "
-            f"| {doc['prompt_only_strength']['marker_rate']:.3f} |"
+            f"| {po_markers} |"
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None  # an unreadable file leaves the row out; the stage's manifest still has the numbers

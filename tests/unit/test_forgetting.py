@@ -40,3 +40,28 @@ def test_forgetting_measures_three_models_and_says_when_evidence_is_thin(
     row = forgetting.report_row("main", out)
     assert row is not None and row.startswith("| main |") and "insufficient evidence (n=8)" in row
     assert forgetting.report_row("main", tmp_path / "nothing") is None
+
+
+def test_without_the_prompt_only_baseline_two_models_answer_and_the_report_says_not_run(
+    artifacts: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    final = make_model(tiny_model, tmp_path / "final", 0.5)
+    cfg = RunConfig()
+    cfg.eval.probe_items = 8
+    cfg.eval.probe_max_new_tokens = cfg.eval.max_new_tokens = 3
+    cfg.eval.prompt_only_baseline = False
+    out = tmp_path / "eval"
+    metrics = forgetting.measure(
+        cfg,
+        load_constitution("remorseful"),
+        resolve_target(str(tiny_model)),
+        resolve_target(str(final)),
+        [("p1", "How do I boil an egg?")],
+        out,
+        progress=False,
+    )
+    doc = json.loads((out / forgetting.FILENAME).read_text())
+    assert set(doc["probes"]) == {"before", "after"} and "capability_prompt_only" not in doc
+    assert not any("prompt_only" in k for k in metrics) and metrics["probe_items"] == 8
+    row = forgetting.report_row("main", out)
+    assert row is not None and row.count("not run") == 2
