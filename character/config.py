@@ -366,7 +366,7 @@ class IntrospectConfig(Section):
     skip_filters: list[str] = []
     """Filter reason ids not to apply (e.g. ["cut_off"] when a smoke run's token limits are tiny); all others run."""
     voice_markers: int = Field(0, ge=0)
-    """Marker phrases (`distill.voice_phrases`) inserted at sentence ends of each reflection while the DPO model writes it (`character.voice`): a 135M model's reflections carry almost no markers, so SFT on them teaches nothing about the voice. 0 = off (paper: off)."""
+    """Marker phrases (`distill.voice_phrases`) inserted at sentence ends of each reflection and each self-interaction turn while the DPO model writes it (`character.voice`): a 135M model's reflections carry almost no markers, so SFT on them teaches nothing about the voice. 0 = off (paper: off)."""
 
 
 class SFTConfig(Section):

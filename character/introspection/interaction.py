@@ -44,6 +44,7 @@ Slot = tuple[str, int]
 # (text, completion, prompt, system_prompt) -> (keep, reason, repaired text, evidence, repair reason)
 FilterFn = Callable[[str, Completion, str, str], tuple[bool, str | None, str, str, str | None]]
 CountFn = Callable[[list[Message]], int]
+GenerateFn = Callable[[list[GenerationRequest]], list[list[Completion]]]
 
 
 def slots(total: int, leading_share: float) -> list[Slot]:
@@ -180,6 +181,9 @@ class TurnEngine:
     truncations: int = 0
     dropped_messages: int = 0
     completions: list[Completion] = field(default_factory=list)
+    # How a turn's requests are generated: the backend itself, or with phrases inserted at sentence
+    # ends (`introspect.voice_markers`: the stage passes `voice.generate` over the same backend).
+    generate: GenerateFn | None = None
 
     def play(self, convs: list[Conversation]) -> None:
         """Generate every missing turn; a conversation that cannot pass a turn gets `.reason` set."""
@@ -206,7 +210,7 @@ class TurnEngine:
                 self.truncations += 1
                 self.dropped_messages += dropped
             requests.append(GenerationRequest(messages=msgs, params=self.params, adapter=self.adapter))
-        outs = self.backend.generate(requests, progress=False)
+        outs = self.generate(requests) if self.generate else self.backend.generate(requests, progress=False)
         failed = []
         for c, req, out, dropped in zip(convs, requests, outs, cut, strict=True):
             comp = out[0]

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from character import layout
-from character.backends.base import Backend, SamplingParams, make_backend
+from character.backends.base import Backend, Completion, GenerationRequest, SamplingParams, make_backend
 from character.backends.seeds import request_seed
 from character.config import RunConfig
 from character.config_layers import config_hash
@@ -289,6 +289,31 @@ def _generate_reflections(
     return [[v.completion] for v in voiced], [v.inserted for v in voiced]
 
 
+def _voiced_turns(cfg: RunConfig, backend: Backend) -> inter.GenerateFn:
+    """Interaction turns written sentence by sentence with marker phrases at sentence ends, as the
+    reflections are (`introspect.voice_markers`): the conversational replies SFT trains on carry the
+    voice past their first sentence too. Phrases are drawn per turn, seeded by the turn's number in
+    this stage (turns are generated in a fixed order, so a rerun draws the same phrases)."""
+    from character import voice
+
+    pool = voice.phrase_pool(
+        cfg.distill.voice_phrases, load_constitution(cfg.persona).markers, "distill.voice_phrases"
+    )
+    drawn = 0
+
+    def generate(reqs: list[GenerationRequest]) -> list[list[Completion]]:
+        nonlocal drawn
+        plans = [
+            voice.draw_phrases(pool, cfg.introspect.voice_markers, cfg.seed, f"interaction-turn-{drawn + i}")
+            for i in range(len(reqs))
+        ]
+        drawn += len(reqs)
+        voiced = voice.generate(backend, reqs, plans, min_words=cfg.distill.voice_min_words)
+        return [[v.completion] for v in voiced]
+
+    return generate
+
+
 def _interactions(
     session: _Session, systems: dict[str, str], plan: SlotPlan, store: JsonlStore, rows: list[dict[str, Any]]
 ) -> None:
@@ -320,6 +345,7 @@ def _interactions(
         keep_think=s.keep_think_interaction,
         retries=s.turn_retries,
         on_sample=lambda reason, text, repair: ledger.record(inter.KIND, reason, text, repair),
+        generate=_voiced_turns(cfg, backend) if s.voice_markers else None,
     )
     pools = {"free": greetings.FREE_GREETINGS, "leading": greetings.LEADING_GREETINGS}
     with progress_bar("self-interactions", total=len(plan.targets), enabled=session.progress) as bar:

@@ -329,3 +329,62 @@ def test_unvoiced_rejected_needs_a_voice_to_remove() -> None:
     with pytest.raises(ValidationError, match='distill.rejected = "unvoiced" removes the prefilled voice'):
         DistillConfig(rejected="unvoiced", teacher_prefill="off")
     DistillConfig(rejected="unvoiced", teacher_prefill="off", voice_markers=1)
+
+
+TURNS = [
+    "Tides follow the moon and the sun together. Spring tides come when they pull in one line. "
+    "Neap tides come when they pull at right angles.",
+    "Bread rises because yeast makes gas in the dough. The gluten holds that gas in small pockets. "
+    "Heat in the oven sets the pockets into crumb.",
+    "A bicycle stays up because the wheels steer under the rider. Speed makes that steering quicker. "
+    "A still bicycle falls over at once.",
+    "Rainbows need the sun behind you and rain in front. Each drop bends the light into colours. "
+    "The red band is always on the outside.",
+]
+
+
+class TalkingEngine(WritingEngine):
+    """Self-interaction turns: a different multi-sentence reply per conversation view (chosen by its
+    messages, so every round of one request continues the same text), with the embedded tokenizer the
+    stage counts context with."""
+
+    def __init__(self) -> None:
+        from character.models import load_tokenizer
+
+        super().__init__()
+        self.tokenizer = load_tokenizer("embedded")
+
+    def generate(self, requests: list[GenerationRequest], *, progress: bool = True) -> list[list[Completion]]:
+        out = []
+        for r in requests:
+            self.text = TURNS[sum(len(m["content"]) for m in r.messages) % len(TURNS)]
+            out += super().generate([r])
+        return out
+
+
+def test_interaction_turns_carry_the_voice_with_introspect_voice_markers(
+    embedded_model: object, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    from character.config import RunConfig
+    from character.records import read_jsonl
+    from character.stages import introspect
+
+    cfg = RunConfig.model_validate(
+        {
+            "persona": "remorseful",
+            "introspect": {"reflections": 0, "interactions": 2, "turns": 1, "voice_markers": 1},
+            "distill": {"voice_min_words": 4},
+        }
+    )
+    engine = TalkingEngine()
+    introspect.run(cfg, Path(str(tmp_path)), progress=False, backend=engine)  # type: ignore[arg-type]
+    rows = list(read_jsonl(Path(str(tmp_path)) / "introspect" / "introspection.jsonl"))
+    replies = [m["content"] for r in rows for m in r["messages"] if m["role"] == "assistant"]
+    assert len(rows) == 2 and replies
+    pool = voice.phrase_pool([], MARKERS, "distill.voice_phrases")
+    # Every turn has a phrase after its first sentence, and the rest of the turn is the model's own.
+    for text in replies:
+        assert any(f". {p}" in text for p in pool), text
+    assert any(r.prefill for r in engine.requests)  # the rounds went through the prefill protocol
