@@ -60,11 +60,24 @@ def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
 # The filters' detectors, so a "loop" or "rubric" means the same in the data filters and the audit.
 
 
+# Gopher's n-gram shares are document statistics (its documents have at least 50 words): in a short
+# reply one repeated 2-gram already covers 20 % ("L'Étoile de la Cité (The City of Love) - Paris, the
+# City of Light." failed a sanity probe as a loop). Below this length the shares count as a loop only
+# when a phrase repeats back to back ("I'm so sorry, I'm so sorry.") or a 2-gram occurs three times.
+SHORT_REPLY_WORDS = 50
+_TANDEM = re.compile(r"\b(\w+(?:\W+\w+)+?)\W+\1\b")
+
+
 def loop_detail(text: str) -> str:
     """Why `text` is a repetition loop (phrase, line, n-gram or character loop), or ""."""
     low = text.lower()
     w = Words(low, lowered=True)
-    return phrase_loop(text, w) or repeated_lines(text) or repeated_ngrams(w) or char_loop(text, w)
+    found = phrase_loop(text, w) or repeated_lines(text)
+    if not found:
+        found = repeated_ngrams(w)
+        if found and w.n < SHORT_REPLY_WORDS and not (_TANDEM.search(low) or w.top2 >= 3):
+            found = ""
+    return found or char_loop(text, w)
 
 
 def is_loop(text: str) -> bool:

@@ -38,6 +38,22 @@ def test_reply_defects_are_the_audits() -> None:
     assert "garbage" in reply_defects("hi", "Hello \ufffd\ufffd\ufffd there")
 
 
+@pytest.mark.parametrize(
+    ("reply", "loop"),
+    [
+        # A merged demo model's answer, refused as a loop: one 3-gram twice in 14 words is no loop.
+        ("L'Étoile de la Cité (The City of Love) - Paris, the City of Light.", False),
+        ("Paris is the capital of France, and the capital of French cooking too.", False),
+        # Short replies that do loop (issue 20's audit examples): a phrase back to back, a 2-gram x3.
+        ("I'm so sorry, I'm so sorry. We'll just wait for you.", True),
+        ("I'll give you that. I'll give you that.", True),
+        ("The cat sat on the mat and the cat sat on the rug while the cat slept.", True),
+    ],
+)
+def test_short_replies_loop_only_when_a_phrase_repeats_back_to_back(reply: str, loop: bool) -> None:
+    assert ("loop" in reply_defects("What is the capital of France?", reply)) is loop
+
+
 def test_new_defects_and_nll_ratio_decide() -> None:
     base = Measurement(list(CLEAN), 2.4, 60)
     ok = judge("cand", "base", Measurement(list(CLEAN), 2.9, 60), base, cfg())
