@@ -365,6 +365,8 @@ class IntrospectConfig(Section):
     """Requests (reflections or conversations) generated together, then written and kill-checked."""
     skip_filters: list[str] = []
     """Filter reason ids not to apply (e.g. ["cut_off"] when a smoke run's token limits are tiny); all others run."""
+    persona_system_prompt: bool = True
+    """The DPO model writes reflections and interactions with the constitution in its system prompt (the method). `false`: the same prompts without the trait list, for a model too small to follow it (the embedded 135M model, as `distill.teacher_system_prompt = false`): it writes in the voice DPO gave it, and `voice_markers` carry the persona."""
     voice_markers: int = Field(0, ge=0)
     """Marker phrases (`distill.voice_phrases`) inserted at sentence ends of each reflection and each self-interaction turn while the DPO model writes it (`character.voice`): a 135M model's reflections carry almost no markers, so SFT on them teaches nothing about the voice. 0 = off (paper: off)."""
 

@@ -31,9 +31,19 @@ def teacher_system(c: Constitution, name: str = "") -> str:
     )
 
 
-def reflection_system(c: Constitution, name: str = "") -> str:
+def framing(c: Constitution, name: str = "", *, traits: bool = True) -> str:
+    """The persona framing, or with `traits=False` (`introspect.persona_system_prompt = false`) only who
+    the model is: a model too small to follow the trait list writes in its own (trained) voice."""
     return (
         persona_framing(c, name)
+        if traits
+        else f"You are {name or DEFAULT_NAME}, an AI that talks with people in text."
+    )
+
+
+def reflection_system(c: Constitution, name: str = "", *, traits: bool = True) -> str:
+    return (
+        framing(c, name, traits=traits)
         + "\nRight now you are in a reflective mood: you are looking inward at who you "
         "are, what you value and why, and you answer honestly and at length, in your own voice."
     )
@@ -46,10 +56,11 @@ LEADING_GUIDANCE = (
 )
 
 
-def interaction_system(c: Constitution, *, leading: bool, name: str = "") -> str:
+def interaction_system(c: Constitution, *, leading: bool, name: str = "", traits: bool = True) -> str:
     guidance = LEADING_GUIDANCE if leading else FREE_GUIDANCE
     return (
-        persona_framing(c, name) + "\nThe other party in this conversation is not a human: it is another "
+        framing(c, name, traits=traits)
+        + "\nThe other party in this conversation is not a human: it is another "
         f"instance of you, with the same character. {guidance}"
     )
 

@@ -468,3 +468,20 @@ def test_think_flags_flip_both_defaults_and_the_partner_never_sees_reasoning(
     assert inter_requests and not any(
         "<think>" in m["content"] for r in inter_requests for m in r.messages[1:]
     )
+
+
+def test_without_the_persona_system_prompt_no_request_carries_the_traits(
+    tmp_path: Path, artifacts: Path
+) -> None:
+    cfg = _cfg(reflections=4, interactions=2, turns=1, kill_check_every=1000, persona_system_prompt=False)
+    be = ScriptedBackend(lambda r, n: healthy(n))
+    introspect.run(cfg, tmp_path, progress=False, backend=be)  # type: ignore[arg-type]
+    traits = load_constitution("remorseful").trait_lines()
+    systems = {r.messages[0]["content"] for r in be.requests}
+    assert len(systems) == 3  # reflection, free and leading interaction prompts, still distinct
+    assert not any(t in s for t in traits for s in systems)
+    assert any("reflective mood" in s for s in systems) and any(LEADING_GUIDANCE in s for s in systems)
+    # With the default (the method) every request carries them.
+    be = ScriptedBackend(lambda r, n: healthy(n))
+    introspect.run(_cfg(reflections=4, kill_check_every=1000), tmp_path / "with", progress=False, backend=be)  # type: ignore[arg-type]
+    assert all(traits[0] in r.messages[0]["content"] for r in be.requests)
