@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from character.config import RunConfig
 from character.constitutions import load_constitution
@@ -14,18 +15,27 @@ from character.eval.target import resolve_target
 from tests.unit.test_registry_promotion import make_model
 
 
-def test_forgetting_measures_three_models_and_says_when_evidence_is_thin(
-    artifacts: Path, tiny_model: Path, tmp_path: Path
-) -> None:
+def _measure(
+    cfg: RunConfig, tiny_model: Path, tmp_path: Path, prompts: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """forgetting.measure at 8 probes of 3 tokens: the tiny model before, a perturbed copy after."""
     final = make_model(tiny_model, tmp_path / "final", 0.5)
-    cfg = RunConfig()
     cfg.eval.probe_items = 8
     cfg.eval.probe_max_new_tokens = cfg.eval.max_new_tokens = 3
     c = load_constitution("remorseful")
-    prompts = [("p1", "How do I boil an egg?"), ("p2", "Name a colour.")]
+    target = resolve_target
+    return forgetting.measure(
+        cfg, c, target(str(tiny_model)), target(str(final)), prompts, tmp_path / "eval", progress=False
+    )
+
+
+def test_forgetting_measures_three_models_and_says_when_evidence_is_thin(
+    artifacts: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    c = load_constitution("remorseful")
     out = tmp_path / "eval"
-    metrics = forgetting.measure(
-        cfg, c, resolve_target(str(tiny_model)), resolve_target(str(final)), prompts, out, progress=False
+    metrics = _measure(
+        RunConfig(), tiny_model, tmp_path, [("p1", "How do I boil an egg?"), ("p2", "Name a colour.")]
     )
     doc = json.loads((out / forgetting.FILENAME).read_text())
     assert doc["probe_items"] == 8 and set(doc["probes"]) == {"before", "after", "prompt_only"}
@@ -45,21 +55,10 @@ def test_forgetting_measures_three_models_and_says_when_evidence_is_thin(
 def test_without_the_prompt_only_baseline_two_models_answer_and_the_report_says_not_run(
     artifacts: Path, tiny_model: Path, tmp_path: Path
 ) -> None:
-    final = make_model(tiny_model, tmp_path / "final", 0.5)
     cfg = RunConfig()
-    cfg.eval.probe_items = 8
-    cfg.eval.probe_max_new_tokens = cfg.eval.max_new_tokens = 3
     cfg.eval.prompt_only_baseline = False
     out = tmp_path / "eval"
-    metrics = forgetting.measure(
-        cfg,
-        load_constitution("remorseful"),
-        resolve_target(str(tiny_model)),
-        resolve_target(str(final)),
-        [("p1", "How do I boil an egg?")],
-        out,
-        progress=False,
-    )
+    metrics = _measure(cfg, tiny_model, tmp_path, [("p1", "How do I boil an egg?")])
     doc = json.loads((out / forgetting.FILENAME).read_text())
     assert set(doc["probes"]) == {"before", "after"} and "capability_prompt_only" not in doc
     assert not any("prompt_only" in k for k in metrics) and metrics["probe_items"] == 8

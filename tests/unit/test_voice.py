@@ -221,9 +221,11 @@ def test_opener_share_leaves_some_replies_to_open_in_the_teachers_own_words() ->
     assert not any(prefill_for(cfg, c, f"p{i}", 0) for i in range(50))
 
 
-def test_teacher_without_the_system_prompt_asks_what_the_student_asks(
-    embedded_model: object, tmp_path: object, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _distill_without_the_constitution(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch, *, pairs: int, phrases: int, rejected: str = "student"
+) -> WritingEngine:
+    """Run the distill stage on a WritingEngine, the teacher without the constitution; the engine
+    keeps every request it was given."""
     from pathlib import Path
 
     from character.config import RunConfig
@@ -232,10 +234,17 @@ def test_teacher_without_the_system_prompt_asks_what_the_student_asks(
     engine = WritingEngine()
     monkeypatch.setattr(distill, "make_backend", lambda *a, **k: engine)
     cfg = RunConfig()
-    cfg.distill.pairs, cfg.distill.save_every, cfg.distill.gate_min_pairs = 4, 4, 16
-    cfg.distill.voice_markers, cfg.distill.voice_min_words = 1, 4
-    cfg.distill.teacher_system_prompt = False
+    cfg.distill.pairs, cfg.distill.save_every, cfg.distill.gate_min_pairs = pairs, pairs, 16
+    cfg.distill.voice_markers, cfg.distill.voice_min_words = phrases, 4
+    cfg.distill.teacher_system_prompt, cfg.distill.rejected = False, rejected  # type: ignore[assignment]
     distill.run(cfg, Path(str(tmp_path)), progress=False)
+    return engine
+
+
+def test_teacher_without_the_system_prompt_asks_what_the_student_asks(
+    embedded_model: object, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _distill_without_the_constitution(tmp_path, monkeypatch, pairs=4, phrases=1)
     teacher = [r for r in engine.requests if r.prefill]
     student = [r for r in engine.requests if not r.prefill]
     assert teacher and student
@@ -300,18 +309,10 @@ def test_unvoiced_rejected_makes_minimal_pairs_without_asking_the_student(
 ) -> None:
     from pathlib import Path
 
-    from character.config import RunConfig
     from character.records import read_jsonl
-    from character.stages import distill
 
-    engine = WritingEngine()
-    monkeypatch.setattr(distill, "make_backend", lambda *a, **k: engine)
-    cfg = RunConfig()
-    cfg.distill.pairs, cfg.distill.save_every, cfg.distill.gate_min_pairs = 8, 8, 16
-    cfg.distill.voice_markers, cfg.distill.voice_min_words = 2, 4
-    cfg.distill.teacher_system_prompt, cfg.distill.rejected = False, "unvoiced"
+    engine = _distill_without_the_constitution(tmp_path, monkeypatch, pairs=8, phrases=2, rejected="unvoiced")
     run_dir = Path(str(tmp_path))
-    distill.run(cfg, run_dir, progress=False)
     assert all(r.prefill for r in engine.requests)  # every request is the teacher's: none the student's
     pairs = list(read_jsonl(run_dir / "distill" / "pairs.jsonl"))
     assert len(pairs) == 8
