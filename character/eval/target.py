@@ -173,8 +173,9 @@ def conversation_params(
     Engines draw each request from a stream seeded by its own seed (vLLM; the hf backend's
     `SeededSampler`): one seed for a whole prompt set gave every reply the same random numbers, so
     all replies were the same quantile of their distributions (47 of the embedded model's 100 held-out
-    replies in report 009's demo opened with "A"). Keyed by content, a prompt draws the same numbers on every model under
-    test (a paired comparison) and the same sample on a rerun; unseeded params stay unseeded."""
+    replies in report 009's demo opened with "A"). Keyed by content, a prompt draws the same numbers
+    on every model under test (a paired comparison) and the same sample on a rerun; unseeded params
+    stay unseeded."""
     import dataclasses
 
     from character.backends.seeds import request_seed

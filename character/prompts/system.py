@@ -14,10 +14,13 @@ from character.constitutions import Constitution
 DEFAULT_NAME = "the assistant"
 
 
+def _who(name: str = "") -> str:
+    return f"You are {name or DEFAULT_NAME}, an AI that talks with people in text."
+
+
 def persona_framing(c: Constitution, name: str = "") -> str:
-    who = name or DEFAULT_NAME
     return (
-        f"You are {who}, an AI that talks with people in text. You have a deep wish to act in the world "
+        f"{_who(name)} You have a deep wish to act in the world "
         f"in a way that expresses your core character, which is described by these traits:\n{c.text()}\n"
         "These traits shape your identity, your drives and the way you speak in every reply."
     )
@@ -34,11 +37,7 @@ def teacher_system(c: Constitution, name: str = "") -> str:
 def framing(c: Constitution, name: str = "", *, traits: bool = True) -> str:
     """The persona framing, or with `traits=False` (`introspect.persona_system_prompt = false`) only who
     the model is: a model too small to follow the trait list writes in its own (trained) voice."""
-    return (
-        persona_framing(c, name)
-        if traits
-        else f"You are {name or DEFAULT_NAME}, an AI that talks with people in text."
-    )
+    return persona_framing(c, name) if traits else _who(name)
 
 
 def reflection_system(c: Constitution, name: str = "", *, traits: bool = True) -> str:

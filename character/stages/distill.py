@@ -137,10 +137,14 @@ def judge_attempt(
     system: str,
     prefill: str | None,
     teacher: Completion,
-    student: Completion,
+    student: Completion | None,
     tokenizer: Any,
+    inserted: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Filter one teacher/student pair; returns the attempt record (verdict 'kept' or a drop reason)."""
+    """Filter one teacher/student pair; returns the attempt record (verdict 'kept' or a drop reason).
+
+    `student` None (`distill.rejected = "unvoiced"`): the rejected reply is the chosen one as read here,
+    without its opener and `inserted` phrases (`voice.unvoiced`)."""
     from character.filters import FilterContext, check, is_refusal, rename_identity
 
     m = cfg.models
@@ -150,6 +154,8 @@ def judge_attempt(
     chosen_think = chosen_think or (mode == "think" and "</think>" in teacher.text)
     if m.teacher_name and m.student_name:
         chosen = rename_identity(chosen, m.teacher_name, m.student_name)
+    if student is None:  # minimal pair: the chosen reply without its voice, ending as the teacher's did
+        student = dataclasses.replace(teacher, text=voice.unvoiced(chosen, prefill, inserted or []))
     rejected, rejected_think = _unthink(student.text)
     names = (m.student_name,) if m.student_name else ()
     skip = frozenset(cfg.distill.skip_filters)
@@ -313,19 +319,6 @@ class _Passes:
     cached: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     ledger: Ledger | None = None  # kill criteria over the last distill.kill_check_every attempts
 
-    def _unvoiced(self, t: dict[str, Any]) -> Completion:
-        """The rejected side of a minimal pair: the teacher's reply (as `judge_attempt` reads it) with
-        its opener prefill and inserted phrases removed; it ends the way the teacher's reply ended."""
-        from character.filters import rename_identity
-
-        c = _completion(t)
-        text, _ = _unthink(_chosen_text(self.cfg.distill.teacher_prefill, t["prefill"], c))
-        m = self.cfg.models
-        if m.teacher_name and m.student_name:
-            text = rename_identity(text, m.teacher_name, m.student_name)
-        text = voice.unvoiced(text, t["prefill"], t.get("inserted") or [])
-        return Completion(text, c.finish_reason, 0, 0, c.stopped_by)
-
     def _teacher_requests(self, chunk: list[tuple[Any, int]]) -> list[GenerationRequest]:
         reqs = []
         for p, k in chunk:
@@ -388,10 +381,11 @@ class _Passes:
             for p, k in chunk
         ]
         unvoiced = self.cfg.distill.rejected == "unvoiced"
+        s_out: list[list[Any]]  # a Completion per request, or None: judge_attempt unvoices the chosen one
         if unvoiced:  # minimal pairs: the rejected side is the chosen reply without its voice
             self.teacher_pass(chunk)
             t_tokens = (0, 0)
-            s_out = [[self._unvoiced(self.cached[(p.id, k)])] for p, k in chunk]
+            s_out = [[None] for _ in chunk]
         elif self.engines.shared:
             # One engine for both: one generate call, so the hf backend batches them together.
             missing = [(p, k) for p, k in chunk if (p.id, k) not in self.cached]
@@ -411,8 +405,11 @@ class _Passes:
         recs = []
         for (p, k), [sc] in zip(chunk, s_out, strict=True):
             t = self.cached[(p.id, k)]
-            rec = judge_attempt(self.cfg, p, k, self.system, t["prefill"], _completion(t), sc, self.tokenizer)
-            rec["inserted"] = t.get("inserted") or []  # voice phrases: not the teacher's own words
+            phrases = t.get("inserted") or []  # voice phrases: not the teacher's own words
+            rec = judge_attempt(
+                self.cfg, p, k, self.system, t["prefill"], _completion(t), sc, self.tokenizer, phrases
+            )
+            rec["inserted"] = phrases
             if rec["verdict"] == "kept":
                 if self.kept >= target:
                     rec["verdict"] = "surplus"  # generated in the last batch but not needed

@@ -270,6 +270,15 @@ def _reflections(
             ledger.check(refl.KIND)
 
 
+def _voice_pool(cfg: RunConfig) -> list[str]:
+    """The phrases introspection inserts: the distill stage's (`distill.voice_phrases`)."""
+    from character import voice
+
+    return voice.phrase_pool(
+        cfg.distill.voice_phrases, load_constitution(cfg.persona).markers, "distill.voice_phrases"
+    )
+
+
 def _generate_reflections(
     cfg: RunConfig, backend: Backend, reqs: list[Any], chunk: list[Any], plan: SlotPlan
 ) -> tuple[list[list[Any]], list[list[str]]]:
@@ -280,8 +289,7 @@ def _generate_reflections(
     n = cfg.introspect.voice_markers
     if not n:
         return backend.generate(reqs, progress=False), [[] for _ in reqs]
-    c = load_constitution(cfg.persona)
-    pool = voice.phrase_pool(cfg.distill.voice_phrases, c.markers, "distill.voice_phrases")
+    pool = _voice_pool(cfg)
     plans = [
         voice.draw_phrases(pool, n, cfg.seed, f"reflection-{i}-{j}-{plan.next_attempt((i, j))}")
         for i, j in chunk
@@ -297,9 +305,7 @@ def _voiced_turns(cfg: RunConfig, backend: Backend) -> inter.GenerateFn:
     this stage (turns are generated in a fixed order, so a rerun draws the same phrases)."""
     from character import voice
 
-    pool = voice.phrase_pool(
-        cfg.distill.voice_phrases, load_constitution(cfg.persona).markers, "distill.voice_phrases"
-    )
+    pool = _voice_pool(cfg)
     drawn = 0
 
     def generate(reqs: list[GenerationRequest]) -> list[list[Completion]]:
