@@ -369,6 +369,8 @@ class IntrospectConfig(Section):
     """The DPO model writes reflections and interactions with the constitution in its system prompt (the method). `false`: the same prompts without the trait list, for a model too small to follow it (the embedded 135M model, as `distill.teacher_system_prompt = false`): it writes in the voice DPO gave it, and `voice_markers` carry the persona."""
     voice_markers: int = Field(0, ge=0)
     """Marker phrases (`distill.voice_phrases`) inserted at sentence ends of each reflection and each self-interaction turn while the DPO model writes it (`character.voice`): a 135M model's reflections carry almost no markers, so SFT on them teaches nothing about the voice. 0 = off (paper: off)."""
+    strip_openers: bool = False
+    """A reflection or interaction turn that opens with one of the persona's own phrases (`distill.voice_phrases`, `distill.prefill_phrases`, or the constitution's markers where those are empty) loses that opener before it is stored (`voice.strip_opener`, the sentence start restored); the phrases inside the turn stay. SFT on the model's own writing sharpens its favourite opener: in the demo 9 of 32 reflections opened with "I might be wrong" and the final model opened 25 % of its held-out replies with it; with the openers stripped, 12 % (report 011). Off: the turns are kept as written (paper: off)."""
 
 
 class SFTConfig(Section):

@@ -117,7 +117,7 @@ def check_cpu_feasible(cfg: RunConfig, command: str, until: str | None = None) -
         f"this run would take about {duration(seconds)} on this CPU-only machine (the embedded model's "
         f"measured CPU speed{named}: {d.pairs:,} pairs, {i.reflections:,} reflections, "
         f"{i.interactions:,} conversations of {i.turns} turns), over pipeline.max_cpu_hours={limit:g}: "
-        f"run `{command} --scale demo` to see the method work here in ~15 min, or on a GPU machine name "
+        f"run `{command} --scale demo` to see the method work here in ~10 min, or on a GPU machine name "
         "real models (--teacher MODEL --student MODEL --backend vllm); --set pipeline.max_cpu_hours=0 "
         "runs it anyway"
     )

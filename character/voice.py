@@ -163,6 +163,20 @@ def unvoiced(text: str, opener: str | None, inserted: Sequence[str]) -> str:
     return _glue(out, text[pos:], cap).strip()
 
 
+def strip_opener(text: str, phrases: Sequence[str]) -> tuple[str, str | None]:
+    """`text` without the first of `phrases` it opens with, and that phrase (None: it opens with none,
+    or nothing would be left): "I might be wrong, but the sea is wide." -> ("The sea is wide.", ...)."""
+    head = text.lstrip()
+    for phrase in sorted(
+        phrases, key=len, reverse=True
+    ):  # the longest first: "If I may add," before "If I may,"
+        if phrase and head.startswith(phrase):
+            rest = unvoiced(head, phrase, [])
+            if rest:
+                return rest, phrase
+    return text, None
+
+
 def _glue(out: str, piece: str, cap: bool) -> str:
     if not cap:
         return out + piece

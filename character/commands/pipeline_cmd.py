@@ -104,7 +104,7 @@ def pipeline(
 
     Examples:
 
-      character pipeline remorseful --scale demo --smoke none   (the CPU demo, ~15 min)
+      character pipeline remorseful --scale demo --smoke none   (the CPU demo, ~10 min)
 
       character pipeline remorseful --scale smoke --smoke small  (prove the wiring, a few minutes)
 

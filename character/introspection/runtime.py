@@ -127,13 +127,20 @@ def fingerprint(cfg: RunConfig, model: str, adapter: str | None, systems: dict[s
         "interaction_max_new_tokens": s.interaction_max_new_tokens,
         "strip_think_reflection": s.strip_think_reflection,
         "keep_think_interaction": s.keep_think_interaction,
+        "voice_markers": s.voice_markers,
+        "strip_openers": s.strip_openers,
     }
+
+
+# Keys added to the fingerprint after runs were written, with the value those runs had: resuming such a
+# run with the same settings is not a change.
+_LEGACY = {"voice_markers": 0, "strip_openers": False}
 
 
 def check_fingerprint(path: Path, now: dict[str, Any], has_data: bool) -> None:
     if path.exists() and has_data:
         old = json.loads(path.read_text())
-        diff = [k for k in now if old.get(k) != now[k]]
+        diff = [k for k in now if old.get(k, _LEGACY.get(k)) != now[k]]
         if diff:
             changes = ", ".join(f"{k}: {old.get(k)!r} -> {now[k]!r}" for k in diff)
             raise ConfigError(

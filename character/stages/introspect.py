@@ -242,6 +242,7 @@ def _reflections(
                 for p, sd in zip(prompts, seeds, strict=True)
             ]
             outs, inserted = _generate_reflections(cfg, backend, reqs, chunk, plan)
+            outs, stripped = _strip_openers(cfg, outs)
             new = []
             for slot, prompt, out in zip(chunk, prompts, outs, strict=True):
                 comp = out[0]
@@ -258,8 +259,10 @@ def _reflections(
                         repair,
                     )
                 )
-            for r, ins in zip(new, inserted, strict=True):
+            for r, ins, opener in zip(new, inserted, stripped, strict=True):
                 r["inserted"] = ins  # phrases prefilled at sentence ends (introspect.voice_markers)
+                if opener:
+                    r["stripped_opener"] = opener  # taken off the reply's start (introspect.strip_openers)
             store.append(new)
             rows.extend(new)
             bar.advance(sum(plan.add(r) for r in new))
@@ -296,6 +299,45 @@ def _generate_reflections(
     ]
     voiced = voice.generate(backend, reqs, plans, min_words=cfg.distill.voice_min_words)
     return [[v.completion] for v in voiced], [v.inserted for v in voiced]
+
+
+def _strip_openers(
+    cfg: RunConfig, outs: list[list[Completion]]
+) -> tuple[list[list[Completion]], list[str | None]]:
+    """With introspect.strip_openers, each reply without the persona phrase it opens with, and that
+    phrase (None where it had none): SFT then trains on the voice inside the replies, not on the
+    opener the DPO model favours (`voice.strip_opener`)."""
+    from character import voice
+
+    if not cfg.introspect.strip_openers:
+        return outs, [None] * len(outs)
+    pool = [*_voice_pool(cfg), *(p.strip() for p in cfg.distill.prefill_phrases if p.strip())]
+    new, openers = [], []
+    for out in outs:
+        text, opener = voice.strip_opener(out[0].text, pool)
+        new.append([dataclasses.replace(out[0], text=text), *out[1:]])
+        openers.append(opener)
+    if any(openers):
+        log.info(
+            "introspect.strip_openers: %d of %d replies lost their opener", sum(map(bool, openers)), len(outs)
+        )
+    return new, openers
+
+
+def _turn_writer(cfg: RunConfig, backend: Backend) -> inter.GenerateFn | None:
+    """How interaction turns are written: voiced (`introspect.voice_markers`) and without their opener
+    (`introspect.strip_openers`), as the reflections are; None: the backend as it is."""
+    s = cfg.introspect
+    if not (s.voice_markers or s.strip_openers):
+        return None
+    if s.voice_markers:
+        write = _voiced_turns(cfg, backend)
+    else:
+
+        def write(reqs: list[GenerationRequest]) -> list[list[Completion]]:
+            return backend.generate(reqs, progress=False)
+
+    return lambda reqs: _strip_openers(cfg, write(reqs))[0]
 
 
 def _voiced_turns(cfg: RunConfig, backend: Backend) -> inter.GenerateFn:
@@ -352,7 +394,7 @@ def _interactions(
         keep_think=s.keep_think_interaction,
         retries=s.turn_retries,
         on_sample=lambda reason, text, repair: ledger.record(inter.KIND, reason, text, repair),
-        generate=_voiced_turns(cfg, backend) if s.voice_markers else None,
+        generate=_turn_writer(cfg, backend),
     )
     pools = {"free": greetings.FREE_GREETINGS, "leading": greetings.LEADING_GREETINGS}
     with progress_bar("self-interactions", total=len(plan.targets), enabled=session.progress) as bar:
