@@ -140,9 +140,10 @@ _LEGACY = {"voice_markers": 0, "strip_openers": False}
 def check_fingerprint(path: Path, now: dict[str, Any], has_data: bool) -> None:
     if path.exists() and has_data:
         old = json.loads(path.read_text())
-        diff = [k for k in now if old.get(k, _LEGACY.get(k)) != now[k]]
+        was = {k: old.get(k, _LEGACY.get(k)) for k in now}
+        diff = [k for k in now if was[k] != now[k]]
         if diff:
-            changes = ", ".join(f"{k}: {old.get(k)!r} -> {now[k]!r}" for k in diff)
+            changes = ", ".join(f"{k}: {was[k]!r} -> {now[k]!r}" for k in diff)
             raise ConfigError(
                 f"{path.parent} holds introspection data made with different settings ({changes}); "
                 "resume with the old settings, or move the introspect/ folder aside to start over"

@@ -107,6 +107,8 @@ def test_resume_refuses_data_made_with_the_other_setting(embedded_model: object,
         del old[key]
     fp.write_text(json.dumps(old))
     _introspect(tmp_path, strip=False)
-    # ... but its data were not stripped, so turning stripping on is a change, not a resume.
+    # ... but its data were not stripped, so turning stripping on is a change, not a resume; the error
+    # names the value the old run had, not a missing key.
+    fp.write_text(json.dumps(old))
     with pytest.raises(ConfigError, match="strip_openers: False -> True"):
         _introspect(tmp_path, strip=True)
