@@ -227,6 +227,7 @@ def _reflections(
     s = cfg.introspect
     params = _params(cfg, s.reflection_max_new_tokens)
     check = make_filter(refl.KIND, cfg)
+    openers = _opener_pool(cfg)
     with progress_bar("reflections", total=len(plan.targets), enabled=session.progress) as bar:
         bar.advance(plan.done)
         while chunk := plan.next_chunk(s.chunk_size):
@@ -242,7 +243,7 @@ def _reflections(
                 for p, sd in zip(prompts, seeds, strict=True)
             ]
             outs, inserted = _generate_reflections(cfg, backend, reqs, chunk, plan)
-            outs, stripped = _strip_openers(cfg, outs)
+            outs, stripped = _strip_openers(openers, outs)
             new = []
             for slot, prompt, out in zip(chunk, prompts, outs, strict=True):
                 comp = out[0]
@@ -301,17 +302,24 @@ def _generate_reflections(
     return [[v.completion] for v in voiced], [v.inserted for v in voiced]
 
 
+def _opener_pool(cfg: RunConfig) -> list[str]:
+    """The phrases `introspect.strip_openers` takes off the start of a reply: the voice phrases and the
+    distill stage's opener prefills; none when it is off."""
+    if not cfg.introspect.strip_openers:
+        return []
+    return [*_voice_pool(cfg), *(p.strip() for p in cfg.distill.prefill_phrases if p.strip())]
+
+
 def _strip_openers(
-    cfg: RunConfig, outs: list[list[Completion]]
+    pool: list[str], outs: list[list[Completion]]
 ) -> tuple[list[list[Completion]], list[str | None]]:
-    """With introspect.strip_openers, each reply without the persona phrase it opens with, and that
-    phrase (None where it had none): SFT then trains on the voice inside the replies, not on the
-    opener the DPO model favours (`voice.strip_opener`)."""
+    """Each reply without the phrase of `pool` it opens with, and that phrase (None where it had none):
+    SFT then trains on the voice inside the replies, not on the opener the DPO model favours
+    (`voice.strip_opener`)."""
     from character import voice
 
-    if not cfg.introspect.strip_openers:
+    if not pool:
         return outs, [None] * len(outs)
-    pool = [*_voice_pool(cfg), *(p.strip() for p in cfg.distill.prefill_phrases if p.strip())]
     new, openers = [], []
     for out in outs:
         text, opener = voice.strip_opener(out[0].text, pool)
@@ -327,17 +335,17 @@ def _strip_openers(
 def _turn_writer(cfg: RunConfig, backend: Backend) -> inter.GenerateFn | None:
     """How interaction turns are written: voiced (`introspect.voice_markers`) and without their opener
     (`introspect.strip_openers`), as the reflections are; None: the backend as it is."""
-    s = cfg.introspect
-    if not (s.voice_markers or s.strip_openers):
+    pool = _opener_pool(cfg)
+    if not (cfg.introspect.voice_markers or pool):
         return None
-    if s.voice_markers:
+    if cfg.introspect.voice_markers:
         write = _voiced_turns(cfg, backend)
     else:
 
         def write(reqs: list[GenerationRequest]) -> list[list[Completion]]:
             return backend.generate(reqs, progress=False)
 
-    return lambda reqs: _strip_openers(cfg, write(reqs))[0]
+    return lambda reqs: _strip_openers(pool, write(reqs))[0]
 
 
 def _voiced_turns(cfg: RunConfig, backend: Backend) -> inter.GenerateFn:
