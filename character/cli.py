@@ -67,6 +67,16 @@ class CharacterGroup(TyperGroup):
                 raise
             print_error(e)
             ctx.exit(e.exit_code)
+        except Exception as e:
+            # A full disk is the user's to fix, not a bug: one line naming what filled it, like any
+            # CharacterError, wherever in a library it surfaced (safetensors, torch, a temp copy).
+            from character import disk_space
+
+            if not disk_space.is_disk_full(e) or os.environ.get("CHARACTER_DEBUG") == "1":
+                raise
+            full = disk_space.disk_full_error(e)
+            print_error(full)
+            ctx.exit(full.exit_code)
 
 
 app = typer.Typer(

@@ -425,6 +425,8 @@ class PipelineConfig(Section):
     """Warn when the smoke runs' cost, scaled to the full run's sizes, projects past this share of --budget-usd."""
     max_cpu_hours: float = Field(24.0, ge=0)
     """On a machine without a GPU, `pipeline` and `ablation` stop before starting a run projected (at the embedded model's measured CPU speed, character/run_estimate.py) to take longer than this; 0 = no limit. Paper sizes would take weeks."""
+    keep_free_gb: float = Field(1.0, ge=0)
+    """Disk (GB) that must stay free beyond what a stage writes: `pipeline` refuses to start, and `dpo`, `sft` and `merge` to begin, when the run directory's disk cannot take their weights (estimated from the student's safetensors headers: `character/disk_space.py`) plus this margin."""
     ablation_scales: list[int] = [25, 50, 75, 100]
     """Percentages of the data for `character ablation` (nested subsets in sequential mode)."""
     ablation_mode: Literal["sequential", "parallel"] = "sequential"

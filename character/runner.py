@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from character import budget_ledger, paths
+from character import budget_ledger, disk_space, paths
 from character.atomic import atomic_write_json, atomic_write_text
 from character.backends import lifecycle
 from character.config import RunConfig
@@ -306,7 +306,12 @@ class Runner:
             run_dir = self.resume_dir
             if not (run_dir / "resolved_config.toml").exists():
                 raise UsageError(f"--resume {run_dir}: not a run directory (no resolved_config.toml)")
+            self.check_disk(run_dir, run_dir)
         else:
+            runs = paths.runs_dir()
+            self.check_disk(
+                runs / "(new run)", runs
+            )  # before the run directory exists: a refusal leaves nothing
             run_dir = new_run_dir(self.cfg)
         log.info("run directory: %s", run_dir)
         # A killed run's vLLM servers still hold their ports and GPUs: stop them before anything starts.
@@ -355,6 +360,18 @@ class Runner:
             if self.cfg.pipeline.report:
                 self._report(run_dir)
         return result
+
+    def check_disk(self, run_dir: Path, where: Path) -> None:
+        """Can the disk under `where` take every weight the stages left to run will write? Checked before
+        the first stage, so a run that cannot finish is refused before hours of training."""
+        todo = []
+        for sub in self.plan(run_dir):
+            for stage in self.stage_range(sub):
+                forced = self.force is not None and STAGES.index(stage) >= STAGES.index(self.force)
+                sd = sub.run_dir / stage
+                if forced or not sd.exists() or read_manifest(sd) is None:
+                    todo.append((sub.cfg, stage))
+        disk_space.require_for_run(self.cfg, where, todo)
 
     def _finish(self, run_dir: Path, status: str, error: str | None) -> None:
         state = read_state(run_dir)

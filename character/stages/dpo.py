@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from character import layout, registry
+from character import disk_space, layout, registry
 from character.atomic import atomic_write_text
 from character.config import RunConfig
 from character.config_layers import config_hash
@@ -107,6 +107,7 @@ def run(
     """
     from character.training import launch
 
+    disk_space.require_for_stage(cfg, run_dir, "dpo")
     if launch.wanted(cfg):
         return launch.run_stage("dpo", cfg, run_dir, progress=progress, dataset=dataset)
     import torch

@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from character import layout, registry
+from character import disk_space, layout, registry
 from character.atomic import atomic_dir, atomic_write_json
 from character.config import RunConfig
 from character.config_layers import config_hash
@@ -253,6 +253,8 @@ def _merge(
 ) -> Manifest:
     run_dir = Path(run_dir)
     mdir = layout.stage_dir(run_dir, "merge")
+    # Before anything of a finished merge is touched: a refusal leaves it as it was.
+    disk_space.require_for_stage(cfg, Path(output).parent if output else run_dir, "merge", model=base)
     (mdir / MANIFEST).unlink(missing_ok=True)
     (mdir / sanity.SANITY_FILE).unlink(missing_ok=True)
     shutil.rmtree(mdir / "aborted", ignore_errors=True)

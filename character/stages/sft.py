@@ -23,7 +23,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from character import layout, registry
+from character import disk_space, layout, registry
 from character.atomic import atomic_dir
 from character.config import RunConfig
 from character.config_layers import config_hash
@@ -146,6 +146,7 @@ def run(
     del tracker  # training spends no API tokens
     from character.training import launch
 
+    disk_space.require_for_stage(cfg, run_dir, "sft")
     if launch.wanted(cfg):
         return launch.run_stage("sft", cfg, run_dir, progress=progress, dataset=dataset, model=model)
     progress = progress and distributed.is_main()
