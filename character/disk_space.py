@@ -65,10 +65,10 @@ class Need:
         return sum(self.parts.values())
 
     def describe(self) -> str:
-        return ", ".join(f"{name} {_gb(b)}" for name, b in self.parts.items() if b)
+        return ", ".join(f"{name} {human_bytes(b)}" for name, b in self.parts.items() if b)
 
 
-def _gb(n: float) -> str:
+def human_bytes(n: float) -> str:
     return f"{n / GB:.1f} GB" if n >= GB / 10 else f"{n / 1024**2:.0f} MB"
 
 
@@ -146,10 +146,10 @@ def _check(where: Path, need: int, keep: int, what: str, detail: str) -> None:
     free = free_bytes(where)
     if free >= need + keep:
         return
-    written = f"about {_gb(need)} ({detail}) and " if need else ""
+    written = f"about {human_bytes(need)} ({detail}) and " if need else ""
     raise DiskSpaceError(
         f"{what} needs {written}pipeline.keep_free_gb = {keep / GB:g} GB free under {where}, but only "
-        f"{_gb(free)} is free: free some space (old runs under artifacts/runs), point CHARACTER_ARTIFACTS "
+        f"{human_bytes(free)} is free: free some space (`character runs prune` lists the runs that can go), point CHARACTER_ARTIFACTS "
         "at a larger disk, or lower pipeline.keep_free_gb"
     )
 
@@ -202,7 +202,7 @@ def disk_full_error(e: BaseException) -> DiskSpaceError:
     where = getattr(e, "filename", None)
     at = f" while writing {where}" if where else ""
     spots = {"artifacts": paths.artifacts_dir(), "TMPDIR": Path(tempfile.gettempdir())}
-    free = ", ".join(f"{name} {p}: {_gb(free_bytes(p))} free" for name, p in spots.items())
+    free = ", ".join(f"{name} {p}: {human_bytes(free_bytes(p))} free" for name, p in spots.items())
     return DiskSpaceError(
         f"the disk filled up{at} (no space left on device; {free}); a model being saved is not kept "
         "(models are written atomically) and a torn JSONL line is cut on resume: free some space or point "

@@ -31,6 +31,7 @@ EXAMPLES: dict[str, list[str]] = {
     "constitution new": ["character constitution new pirate"],
     "constitution import": ["character constitution import traits.json --name pirate"],
     "runs list": ["character runs list"],
+    "runs prune": ["character runs prune", "character runs prune --keep 1 --yes"],
     "runs show": [
         "character runs show remorseful_20260101-120000",
         "character runs show remorseful_20260101-120000 --json | jq .status",

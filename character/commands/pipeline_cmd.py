@@ -285,6 +285,56 @@ def runs_show(
     output.emit(doc, json_out, None if json_out else run_view(doc))
 
 
+@runs_app.command("prune")
+def runs_prune(
+    keep: Annotated[int, typer.Option("--keep", min=0, help="Newest runs always kept.")] = 3,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Delete the runs that can go (default: only list them).")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Free disk: list the runs that can go (not pinned by production or history, not holding the newest
+    version of a registered checkpoint, not running, not among the --keep newest) with their sizes, and
+    delete them with --yes."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from character import paths, run_cleanup
+    from character.commands import output
+    from character.disk_space import free_bytes
+    from character.disk_space import human_bytes as gb
+
+    root = paths.runs_dir()
+    entries = run_cleanup.plan(keep, root)
+    can_go = [e for e in entries if not e.keep]
+    freed = run_cleanup.prune(entries) if yes else 0
+    free = free_bytes(root)
+    doc = {
+        "root": str(root),
+        "deleted": yes,
+        "runs": [{"run": str(e.path), "bytes": e.bytes, "status": e.status, "keep": e.keep} for e in entries],
+        "can_go_bytes": sum(e.bytes for e in can_go),
+        "freed_bytes": freed,
+        "free_bytes": free,
+    }
+    table = Table(title=f"runs in {root}")
+    for col in ("run", "status", "size", "kept because"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(e.path.name, e.status, gb(e.bytes), Text(e.keep or ("deleted" if yes else "can go")))
+    if yes:
+        line = f"deleted {len(can_go)} run(s), freed {gb(freed)}; {gb(free)} free now"
+    elif can_go:
+        line = f"{len(can_go)} run(s) can go, {gb(sum(e.bytes for e in can_go))}: rerun with --yes to delete them"
+    else:
+        line = "nothing to delete: every run is kept for the reason shown"
+    output.emit(
+        doc,
+        json_out,
+        [table, output.headline(line)] if entries else [output.headline(f"no runs under {root}")],
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command("pipeline")(pipeline)
     app.command("ablation")(ablation)
