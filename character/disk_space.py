@@ -111,7 +111,7 @@ def student_weights(cfg: RunConfig, model: str | None = None) -> Weights | None:
     from character.models import resolve_model
 
     try:
-        path = Path(resolve_model(model or cfg.models.student))
+        path = Path(resolve_model(model or cfg.models.student, local_only=True))  # a check never downloads
     except CharacterError:
         return None  # the stage itself reports an unknown model, with its own message
     return read_weights(path, cfg.lora.target_modules) if path.is_dir() else None

@@ -60,8 +60,9 @@ def fetch_command(repo_id: str) -> str:
     return f"hf download {repo_id}"
 
 
-def hub_snapshot(ref: str) -> str:
-    """The local snapshot directory of hub id `ref`; downloads it only when the policy allows."""
+def hub_snapshot(ref: str, *, local_only: bool = False) -> str:
+    """The local snapshot directory of hub id `ref`; downloads it only when the policy allows (never
+    with `local_only`)."""
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled
     from huggingface_hub.utils import validate_repo_id
@@ -73,7 +74,7 @@ def hub_snapshot(ref: str) -> str:
             f"model '{ref}' is not a local path, a registry name or a Hugging Face id (org/name); check "
             "the spelling or give an existing directory"
         ) from None
-    allow = downloads_allowed()
+    allow = downloads_allowed() and not local_only
     try:
         return str(snapshot_download(ref, local_files_only=not allow))
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, FileNotFoundError) as e:
@@ -172,8 +173,9 @@ def prepare_embedded(force: bool = False) -> Path:
     return target
 
 
-def resolve_model(ref: str) -> str:
-    """Turn a model reference into something `from_pretrained` can open offline."""
+def resolve_model(ref: str, *, local_only: bool = False) -> str:
+    """Turn a model reference into something `from_pretrained` can open offline (`local_only`: never
+    download, whatever models.allow_downloads says: for checks that only look)."""
     if ref == EMBEDDED:
         d = embedded_dir()
         if not is_complete(d):
@@ -191,7 +193,7 @@ def resolve_model(ref: str) -> str:
         if hit is not None:
             return str(hit)
     # A hub id: its local snapshot (never a download unless models.allow_downloads says so).
-    return hub_snapshot(ref)
+    return hub_snapshot(ref, local_only=local_only)
 
 
 def resolve_or_served_name(ref: str) -> str:
