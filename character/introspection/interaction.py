@@ -74,6 +74,7 @@ class Turn:
     completion_tokens: int
     dropped_messages: int = 0
     repair: str | None = None  # a defect cut from the reply (Verdict.repair), e.g. a fake turn
+    stripped_opener: str | None = None  # taken off the reply's start (introspect.strip_openers)
 
 
 @dataclass
@@ -184,6 +185,10 @@ class TurnEngine:
     # How a turn's requests are generated: the backend itself, or with phrases inserted at sentence
     # ends (`introspect.voice_markers`: the stage passes `voice.generate` over the same backend).
     generate: GenerateFn | None = None
+    # Takes a persona phrase off the start of each reply before it is filtered, returning (text, the
+    # phrase or None): `introspect.strip_openers`. The phrase is recorded on the turn.
+    strip: Callable[[str], tuple[str, str | None]] | None = None
+    stripped: int = 0  # replies that lost their opener
 
     def play(self, convs: list[Conversation]) -> None:
         """Generate every missing turn; a conversation that cannot pass a turn gets `.reason` set."""
@@ -216,7 +221,9 @@ class TurnEngine:
             comp = out[0]
             self.completions.append(comp)
             side = c.next_side
-            raw = strip_think(comp.text, enabled=not self.keep_think).strip()
+            reply, opener = self.strip(comp.text) if self.strip else (comp.text, None)
+            self.stripped += opener is not None
+            raw = strip_think(reply, enabled=not self.keep_think).strip()
             keep, reason, text, detail, repair = self.filter(
                 raw, comp, req.messages[-1]["content"], self.systems[c.variant]
             )
@@ -235,6 +242,7 @@ class TurnEngine:
                         comp.completion_tokens,
                         dropped,
                         repair,
+                        opener,
                     )
                 )
             else:
@@ -245,6 +253,7 @@ class TurnEngine:
                         "reason": reason,
                         "detail": detail,
                         "repair": repair,
+                        "stripped_opener": opener,
                         "text": raw,
                         "dropped_messages": dropped,
                         "prompt_tokens": comp.prompt_tokens,

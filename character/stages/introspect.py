@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -332,20 +333,13 @@ def _strip_openers(
     return new, openers
 
 
-def _turn_writer(cfg: RunConfig, backend: Backend) -> inter.GenerateFn | None:
-    """How interaction turns are written: voiced (`introspect.voice_markers`) and without their opener
-    (`introspect.strip_openers`), as the reflections are; None: the backend as it is."""
+def _turn_stripper(cfg: RunConfig) -> Callable[[str], tuple[str, str | None]] | None:
+    """What takes the opener off an interaction turn (`introspect.strip_openers`), as off a reflection;
+    the turn records the phrase it lost."""
+    from character import voice
+
     pool = _opener_pool(cfg)
-    if not (cfg.introspect.voice_markers or pool):
-        return None
-    if cfg.introspect.voice_markers:
-        write = _voiced_turns(cfg, backend)
-    else:
-
-        def write(reqs: list[GenerationRequest]) -> list[list[Completion]]:
-            return backend.generate(reqs, progress=False)
-
-    return lambda reqs: _strip_openers(pool, write(reqs))[0]
+    return (lambda text: voice.strip_opener(text, pool)) if pool else None
 
 
 def _voiced_turns(cfg: RunConfig, backend: Backend) -> inter.GenerateFn:
@@ -402,7 +396,8 @@ def _interactions(
         keep_think=s.keep_think_interaction,
         retries=s.turn_retries,
         on_sample=lambda reason, text, repair: ledger.record(inter.KIND, reason, text, repair),
-        generate=_turn_writer(cfg, backend),
+        generate=_voiced_turns(cfg, backend) if cfg.introspect.voice_markers else None,
+        strip=_turn_stripper(cfg),
     )
     pools = {"free": greetings.FREE_GREETINGS, "leading": greetings.LEADING_GREETINGS}
     with progress_bar("self-interactions", total=len(plan.targets), enabled=session.progress) as bar:
@@ -422,3 +417,5 @@ def _interactions(
             log.info("self-interaction replies: %s", ledger.line(inter.KIND))
             tokens.charge(engine.completions)
             ledger.check(inter.KIND)
+    if engine.stripped:
+        log.info("introspect.strip_openers: %d interaction replies lost their opener", engine.stripped)

@@ -55,6 +55,12 @@ class OpenerEngine(TalkingEngine):
         return outs
 
 
+def _turns(tmp_path: Path) -> list[dict]:
+    """Every interaction turn and rejected turn as stored in interactions.jsonl."""
+    rows = read_jsonl(tmp_path / "introspect" / "interactions.jsonl")
+    return [t for r in rows for t in [*r["turns"], *r["rejected"]]]
+
+
 def _introspect(tmp_path: Path, strip: bool, voice_markers: int = 0) -> tuple[list[dict], list[str]]:
     cfg = RunConfig.model_validate(
         {
@@ -86,6 +92,8 @@ def test_introspection_replies_lose_the_favourite_opener(
     # What is left is the model's own reply, its sentence start restored.
     assert all(any(r.startswith(t.split(" ")[0]) for t in TURNS) for r in replies), replies
     assert all(a["stripped_opener"] == "I might be wrong, but" for a in attempts)
+    turns = _turns(tmp_path)  # interaction turns record what they lost too
+    assert turns and all(t["stripped_opener"] == "I might be wrong, but" for t in turns), turns
     if voice_markers:  # the phrases inserted inside the replies stay
         assert all(any(f". {p}" in r for p in POOL) for r in replies), replies
 
@@ -96,6 +104,7 @@ def test_without_strip_openers_the_opener_is_what_sft_would_learn(
     attempts, replies = _introspect(tmp_path, strip=False)
     assert replies and all(r.startswith("I might be wrong, but") for r in replies)
     assert not any("stripped_opener" in a for a in attempts)
+    assert _turns(tmp_path) and not any(t["stripped_opener"] for t in _turns(tmp_path))
 
 
 def test_resume_refuses_data_made_with_the_other_setting(embedded_model: object, tmp_path: Path) -> None:
