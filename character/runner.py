@@ -308,10 +308,9 @@ class Runner:
                 raise UsageError(f"--resume {run_dir}: not a run directory (no resolved_config.toml)")
             self.check_disk(run_dir, run_dir)
         else:
+            # Before the run directory exists: a refusal leaves nothing behind.
             runs = paths.runs_dir()
-            self.check_disk(
-                runs / "(new run)", runs
-            )  # before the run directory exists: a refusal leaves nothing
+            self.check_disk(runs / "(new run)", runs)
             run_dir = new_run_dir(self.cfg)
         log.info("run directory: %s", run_dir)
         # A killed run's vLLM servers still hold their ports and GPUs: stop them before anything starts.
